@@ -1,0 +1,53 @@
+"""kerasep: a Keras model zoo for music source separation."""
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(
+    r'__version__ = "([^"]+)"', (HERE / "kerasep" / "__init__.py").read_text()
+).group(1)
+
+setup(
+    name="kerasep",
+    version=VERSION,
+    description="Music source separation in Keras: Spleeter-style U-Net, Open-Unmix, Demucs, "
+    "with pretrained weights, training and ONNX deployment.",
+    long_description=(HERE / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.9",
+    packages=find_packages(include=["kerasep", "kerasep.*"]),
+    package_data={"kerasep": ["zoo/*.json"]},
+    install_requires=[
+        "tensorflow>=2.16,<3",
+        "keras>=3.0",
+        "numpy",
+        "scipy",
+        "soundfile>=0.12",
+        "tqdm",
+    ],
+    extras_require={
+        "onnx": ["tf2onnx", "onnx", "onnxruntime"],
+        "gpu": ["onnxruntime-gpu"],
+        "musdb": ["musdb", "museval", "stempeg"],
+        "test": [
+            "pytest",
+            "musdb",
+            "museval",
+            "stempeg",
+            "tf2onnx",
+            "onnx",
+            "onnxruntime",
+            # parity references (test-only; torch is never a runtime dependency)
+            "torch==2.13.0",
+        ],
+    },
+    entry_points={"console_scripts": ["kerasep=kerasep.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: MIT License",
+        "Topic :: Multimedia :: Sound/Audio :: Analysis",
+    ],
+)
