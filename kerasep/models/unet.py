@@ -92,8 +92,9 @@ class UNetSeparator(keras.Model):
 
     Attributes:
         core: the spectrogram model (:func:`build_unet_core`), what ``model.fit`` trains.
-        chunk_alignment: samples per patch (``T * hop_length``); chunked inference whose chunk
-            borders and context are multiples of it reproduces whole-file output exactly.
+        chunk_alignment, chunk_context: samples per patch (``T * hop_length``). Chunks whose
+            borders are multiples of it, processed with one patch of context each side, give
+            exactly the whole-file output (the U-Net sees the same patches).
     """
 
     def __init__(
@@ -162,6 +163,12 @@ class UNetSeparator(keras.Model):
 
     @property
     def chunk_alignment(self):
+        """Chunk borders must be multiples of this many samples (one patch, ``T * hop_length``)."""
+        return self.T * self.hop_length
+
+    @property
+    def chunk_context(self):
+        """Samples of context each side of a chunk that make chunked output exact (one patch)."""
         return self.T * self.hop_length
 
     def build(self, input_shape=None):

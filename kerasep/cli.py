@@ -1,0 +1,137 @@
+"""Command line: ``kerasep separate``, ``kerasep list``.
+
+Only this module (and the training recipes) parse flags; everything else takes plain kwargs.
+"""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def _example_path():
+    try:
+        import stempeg
+    except ImportError:
+        raise SystemExit(
+            "kerasep: --example needs the `stempeg` package (it ships the example song): "
+            "pip install 'kerasep[musdb]'"
+        )
+    return stempeg.example_stem_path()
+
+
+def _output_paths(inp, outdir, targets, fmt):
+    name = Path(inp).name
+    for suffix in (".stem.mp4",):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    else:
+        name = Path(name).stem
+    folder = Path(outdir) / name
+    return {t: folder / f"{t}.{fmt}" for t in targets}
+
+
+def cmd_separate(args):
+    from kerasep import audio, inference, zoo
+
+    inputs = list(args.inputs)
+    if args.example:
+        inputs.append(_example_path())
+    if not inputs:
+        print("kerasep separate: give at least one INPUT file or --example", file=sys.stderr)
+        return 2
+    if args.backend == "onnx":
+        print("kerasep separate: --backend onnx needs `kerasep export` support (not in this version)",
+              file=sys.stderr)
+        return 2
+    # Validate everything cheap before loading the model: missing inputs, existing outputs.
+    missing = [p for p in inputs if not Path(p).is_file()]
+    if missing:
+        print(f"kerasep separate: no such input file(s): {', '.join(map(str, missing))}", file=sys.stderr)
+        return 2
+    name = args.model
+    targets = None
+    if not str(name).endswith(".keras"):
+        try:
+            entry = zoo.info(name)
+        except KeyError as exc:
+            print(f"kerasep separate: {exc.args[0]}", file=sys.stderr)
+            return 2
+        cfg = entry["config"]
+        targets = cfg.get("output_targets") or cfg["targets"]
+    if targets is not None and not args.overwrite:
+        for inp in inputs:
+            existing = [str(p) for p in _output_paths(inp, args.output, targets, args.format).values() if p.exists()]
+            if existing:
+                print(f"kerasep separate: output exists: {', '.join(existing)} (use --overwrite to replace)",
+                      file=sys.stderr)
+                return 1
+    try:
+        model = zoo.load(name, weights=args.weights)
+    except (zoo.WeightsError, FileNotFoundError) as exc:
+        print(f"kerasep separate: {exc}", file=sys.stderr)
+        return 1
+    targets = list(getattr(model, "output_targets", None) or model.targets)
+    failures = 0
+    for inp in inputs:
+        try:
+            mix = audio.load(inp, sample_rate=model.sample_rate, nb_channels=model.nb_channels,
+                             downmix=args.downmix)
+            print(f"{inp}: {mix.shape[0] / model.sample_rate:.1f} s", file=sys.stderr)
+            stems = inference.separate_array(mix, model, chunk_seconds=args.chunk_seconds,
+                                             progress=not args.quiet)
+            for t, path in _output_paths(inp, args.output, targets, args.format).items():
+                audio.save(path, stems[t], model.sample_rate, subtype=args.subtype, overwrite=args.overwrite)
+                print(f"  wrote {path}", file=sys.stderr)
+        except audio.AudioError as exc:
+            print(f"kerasep separate: {exc}", file=sys.stderr)
+            failures += 1
+    return 1 if failures else 0
+
+
+def cmd_list(args):
+    from kerasep.zoo import registry
+
+    for name in registry.available():
+        entry = registry.MODELS[name]
+        cfg = entry["config"]
+        print(f"{name:22s} {', '.join(cfg.get('output_targets') or cfg['targets']):28s} "
+              f"{entry['license']:8s} {entry['description']}")
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="kerasep", description="Music source separation with Keras.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sep = sub.add_parser("separate", help="separate audio files into stems")
+    sep.add_argument("inputs", nargs="*", metavar="INPUT", help="audio files (wav/flac/ogg/mp3/m4a/stem.mp4)")
+    sep.add_argument("--example", action="store_true",
+                     help="also separate the real song excerpt shipped with stempeg")
+    sep.add_argument("-m", "--model", default="unet-2stems", help="zoo name or .keras file (default unet-2stems)")
+    sep.add_argument("-o", "--output", default="separated", help="output folder (default ./separated)")
+    sep.add_argument("--format", choices=["wav", "flac"], default="wav")
+    sep.add_argument("--subtype", choices=["PCM_16", "PCM_24", "FLOAT"], default=None,
+                     help="sample format (default PCM_16)")
+    sep.add_argument("--chunk-seconds", type=float, default=None,
+                     help="process at most S seconds at a time (bounded memory; default 60)")
+    sep.add_argument("--weights", default=None,
+                     help="local weights: a folder, the official release archive or the wheel")
+    sep.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    sep.add_argument("--downmix", action="store_true", help="accept >2 channels by mixing down")
+    sep.add_argument("--backend", choices=["keras", "onnx"], default="keras")
+    sep.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sep.set_defaults(func=cmd_separate)
+
+    lst = sub.add_parser("list", help="list the zoo's models")
+    lst.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
