@@ -1,4 +1,5 @@
 """Separation models built from :mod:`kerasep.layers`."""
+from kerasep.models.openunmix import OpenUnmixSeparator, build_openunmix
 from kerasep.models.unet import UNetSeparator, build_unet_core
 
-__all__ = ["UNetSeparator", "build_unet_core"]
+__all__ = ["UNetSeparator", "build_unet_core", "OpenUnmixSeparator", "build_openunmix"]

@@ -1,0 +1,242 @@
+"""Open-Unmix (Stöter et al. 2019): a BLSTM spectrogram model per target, multichannel Wiener
+post-processing.
+
+Two faces, as for the U-Net:
+
+- :func:`build_openunmix`: one target's spectrogram model, what ``model.fit`` trains. Input: the
+  mixture magnitude ``(batch, nb_channels, nb_frames, nb_bins)``; output: the target's magnitude
+  estimate, same shape. Inside: crop to ``max_bin`` bins, per-bin input shift/scale, ``fc1``
+  (no bias) → BN → tanh → ``nb_layers`` (B)LSTMs (dropout 0.4 between layers) → skip
+  concatenation → ``fc2`` → BN → ReLU → ``fc3`` → BN → per-bin output scale/mean → ReLU mask ×
+  mixture magnitude.
+- :class:`OpenUnmixSeparator`: waveform → stems. STFT (``n_fft``/``hop_length``, centred with
+  reflect padding, as ``torch.stft(center=True)``), magnitude, every target model, multichannel
+  Wiener filter (:mod:`kerasep.layers.wiener`), inverse STFT.
+"""
+import numpy as np
+
+from kerasep.backend import keras, tf
+from kerasep.layers.lstm_blocks import BinAffine, CropBins, lstm_stack
+from kerasep.layers.stft import ISTFT, STFT, Magnitude
+from kerasep.layers.wiener import WienerFilter
+
+BN_EPSILON = 1e-5  # torch.nn.BatchNorm1d's default
+BN_MOMENTUM = 0.9  # keras convention for torch's momentum=0.1
+
+
+def bandwidth_to_max_bin(sample_rate, n_fft, bandwidth):
+    """Number of STFT bins whose centre frequency is ``<= bandwidth`` Hz (44.1 kHz, n_fft 4096,
+    16 kHz → 1487)."""
+    freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1, endpoint=True)
+    return int(np.max(np.where(freqs <= bandwidth)[0]) + 1)
+
+
+def build_openunmix(
+    nb_bins=2049,
+    nb_channels=2,
+    hidden_size=512,
+    nb_layers=3,
+    unidirectional=False,
+    max_bin=None,
+    dropout=0.4,
+    name="openunmix",
+):
+    """One target's Open-Unmix spectrogram model.
+
+    Args:
+        nb_bins: input/output frequency bins (``n_fft // 2 + 1``).
+        nb_channels: audio channels.
+        hidden_size: width of the bottleneck and of the LSTM outputs (512 for umx/umxhq, 1024
+            for umxl); a bidirectional stack uses ``hidden_size // 2`` units per direction.
+        nb_layers: LSTM layers (3).
+        unidirectional: causal LSTMs (for streaming) instead of bidirectional ones.
+        max_bin: bins the network looks at (``None``: all ``nb_bins``); the mask still covers all
+            ``nb_bins``.
+        dropout: dropout between LSTM layers (0.4 when ``nb_layers > 1``).
+        name: model name (conventionally the target's name).
+
+    Returns:
+        A functional ``keras.Model``: ``(batch, nb_channels, nb_frames, nb_bins)`` magnitude →
+        ``(batch, nb_channels, nb_frames, nb_bins)`` target magnitude. Layers: ``input_norm``,
+        ``fc1``, ``bn1``, ``lstm{k}``, ``fc2``, ``bn2``, ``fc3``, ``bn3``, ``output_norm``.
+    """
+    max_bin = nb_bins if not max_bin else int(max_bin)
+    if not 0 < max_bin <= nb_bins:
+        raise ValueError(f"`max_bin` must be in [1, nb_bins={nb_bins}]. Received: max_bin={max_bin}")
+    if nb_channels < 1:
+        raise ValueError(f"`nb_channels` must be >= 1. Received: nb_channels={nb_channels}")
+    dropout = dropout if nb_layers > 1 else 0.0
+
+    # === Layers and functional model ===
+    mix = keras.Input((nb_channels, None, nb_bins), name="mix_magnitude")
+    # (batch, nb_frames, nb_channels, nb_bins): frames are the LSTM's time axis
+    frames_first = keras.layers.Permute((2, 1, 3), name="to_frames")(mix)
+    x = CropBins(max_bin, name="crop")(frames_first)
+    x = BinAffine(max_bin, order="shift_scale", name="input_norm")(x)
+    # channel-major features, as torch's reshape(-1, nb_channels * max_bin)
+    x = keras.layers.Reshape((-1, nb_channels * max_bin), name="flatten")(x)
+    x = keras.layers.Dense(hidden_size, use_bias=False, name="fc1")(x)
+    x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name="bn1")(x)
+    x = keras.layers.Activation("tanh", name="tanh")(x)
+    lstm_out = lstm_stack(x, hidden_size, nb_layers, unidirectional, dropout, name="lstm")
+    x = keras.layers.Concatenate(axis=-1, name="skip")([x, lstm_out])
+    x = keras.layers.Dense(hidden_size, use_bias=False, name="fc2")(x)
+    x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name="bn2")(x)
+    x = keras.layers.Activation("relu", name="relu")(x)
+    x = keras.layers.Dense(nb_bins * nb_channels, use_bias=False, name="fc3")(x)
+    x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name="bn3")(x)
+    x = keras.layers.Reshape((-1, nb_channels, nb_bins), name="unflatten")(x)
+    x = BinAffine(nb_bins, order="scale_shift", shift_init=1.0, name="output_norm")(x)
+    mask = keras.layers.Activation("relu", name="mask")(x)
+    x = keras.layers.Multiply(name="apply_mask")([mask, frames_first])
+    out = keras.layers.Permute((2, 1, 3), name="to_channels")(x)
+    return keras.Model(mix, out, name=name)
+
+
+@keras.saving.register_keras_serializable(package="kerasep")
+class OpenUnmixSeparator(keras.Model):
+    """Waveform → stems with one Open-Unmix model per target and a multichannel Wiener filter.
+
+    Args:
+        targets: source names (``["vocals", "drums", "bass", "other"]``).
+        nb_channels: audio channels (2).
+        sample_rate: audio rate in Hz (44100; metadata, inputs must have it).
+        n_fft, hop_length: STFT size and hop (4096 / 1024).
+        hidden_size, nb_layers, unidirectional, max_bin: per-target architecture (see
+            :func:`build_openunmix`); ``max_bin=None`` uses every bin.
+        niter: Wiener EM iterations (1; 0 = magnitudes with the mixture phase).
+        softmask: initial Wiener estimates from ratio masks.
+        residual: add a ``"residual"`` stem (mixture minus the targets, before EM).
+        wiener_win_len: frames per independently filtered window (300; ``None``: whole input).
+        eps: Wiener regularisation (1e-10).
+        output_targets: the stems ``call`` returns (default: all targets, plus ``"residual"``).
+
+    Input shape:
+        ``(batch, nb_channels, nb_timesteps)`` float32 waveform at ``sample_rate``.
+
+    Output:
+        ``{stem: (batch, nb_channels, nb_timesteps)}`` for each of ``output_targets``.
+
+    Attributes:
+        target_models: ``{target: build_openunmix(...)}``, the trainable spectrogram models.
+        stft, magnitude, wiener, istft: the signal path's layers.
+    """
+
+    def __init__(
+        self,
+        targets=("vocals", "drums", "bass", "other"),
+        nb_channels=2,
+        sample_rate=44100,
+        n_fft=4096,
+        hop_length=1024,
+        hidden_size=512,
+        nb_layers=3,
+        unidirectional=False,
+        max_bin=1487,
+        niter=1,
+        softmask=False,
+        residual=False,
+        wiener_win_len=300,
+        eps=1e-10,
+        output_targets=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.targets = list(targets)
+        if not self.targets or len(set(self.targets)) != len(self.targets) or "residual" in self.targets:
+            raise ValueError(
+                "`targets` must be distinct names, at least one, not 'residual'. "
+                f"Received: targets={self.targets}"
+            )
+        self.nb_channels = int(nb_channels)
+        if self.nb_channels not in (1, 2):
+            raise ValueError(f"`nb_channels` must be 1 or 2. Received: nb_channels={nb_channels}")
+        self.sample_rate = int(sample_rate)
+        self.n_fft = int(n_fft)
+        self.hop_length = int(hop_length)
+        self.nb_bins = self.n_fft // 2 + 1
+        self.hidden_size = int(hidden_size)
+        self.nb_layers = int(nb_layers)
+        self.unidirectional = bool(unidirectional)
+        self.max_bin = None if max_bin is None else int(max_bin)
+        self.niter = int(niter)
+        self.softmask = bool(softmask)
+        self.residual = bool(residual)
+        self.wiener_win_len = None if wiener_win_len is None else int(wiener_win_len)
+        self.eps = float(eps)
+        stems = self.targets + (["residual"] if self.residual else [])
+        self.output_targets = list(output_targets) if output_targets else stems
+        unknown = [t for t in self.output_targets if t not in stems]
+        if unknown:
+            raise ValueError(f"`output_targets` {unknown} are not among the stems {stems}")
+        if self.niter > 0 and len(stems) < 2:
+            raise ValueError(
+                "Wiener EM (niter > 0) needs two stems or more: add targets or set residual=True. "
+                f"Received: targets={self.targets}, residual={self.residual}, niter={self.niter}"
+            )
+
+        # === Layers ===
+        self.stft = STFT(self.n_fft, self.hop_length, padding="center", pad_mode="reflect", name="stft")
+        self.magnitude = Magnitude(name="magnitude")
+        self.target_models = {
+            t: build_openunmix(
+                self.nb_bins,
+                self.nb_channels,
+                self.hidden_size,
+                self.nb_layers,
+                self.unidirectional,
+                self.max_bin,
+                name=t,
+            )
+            for t in self.targets
+        }
+        self.wiener = WienerFilter(
+            self.niter, self.softmask, self.residual, self.wiener_win_len, self.eps, name="wiener"
+        )
+        self.istft = ISTFT(self.n_fft, self.hop_length, padding="center", name="istft")
+
+    def build(self, input_shape=None):
+        for model in self.target_models.values():
+            model.build((None, self.nb_channels, None, self.nb_bins))
+        super().build(input_shape)
+
+    def estimate_spectrograms(self, mix_magnitude, training=False):
+        """``(batch, nb_targets, nb_channels, nb_frames, nb_bins)`` target magnitudes for a mixture
+        magnitude ``(batch, nb_channels, nb_frames, nb_bins)``."""
+        return tf.stack(
+            [self.target_models[t](mix_magnitude, training=training) for t in self.targets], axis=1
+        )
+
+    def separate_stft(self, mix_stft, training=False):
+        """``(batch, nb_stems, nb_channels, nb_frames, nb_bins, 2)`` stem STFTs (targets, then the
+        residual) for a mixture STFT ``(batch, nb_channels, nb_frames, nb_bins, 2)``."""
+        estimates = self.estimate_spectrograms(self.magnitude(mix_stft), training=training)
+        return self.wiener(estimates, mix_stft)
+
+    def call(self, waveform, training=False):
+        stems = self.targets + (["residual"] if self.residual else [])
+        spec = self.separate_stft(self.stft(waveform), training=training)
+        return {
+            t: self.istft(spec[:, stems.index(t)], length=waveform) for t in self.output_targets
+        }
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            targets=self.targets,
+            nb_channels=self.nb_channels,
+            sample_rate=self.sample_rate,
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            hidden_size=self.hidden_size,
+            nb_layers=self.nb_layers,
+            unidirectional=self.unidirectional,
+            max_bin=self.max_bin,
+            niter=self.niter,
+            softmask=self.softmask,
+            residual=self.residual,
+            wiener_win_len=self.wiener_win_len,
+            eps=self.eps,
+            output_targets=self.output_targets,
+        )
+        return config
