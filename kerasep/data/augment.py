@@ -1,0 +1,69 @@
+"""Seeded augmentations of source chunks, as pure TensorFlow functions.
+
+Every function takes ``sources`` of shape ``(nb_sources, nb_timesteps, nb_channels)`` and a
+stateless ``seed`` (an int32/int64 tensor of shape ``(2,)``); the same seed gives the same
+result, on any machine and in any ``tf.data`` thread, which makes training reproducible. Each
+source is augmented independently, as in Open-Unmix and Demucs.
+"""
+from kerasep.backend import tf
+
+#: Augmentation names accepted by :func:`apply` (``time shift`` and random-track mixing happen
+#: when chunks are cut: see :func:`kerasep.data.dataset.training_dataset`).
+AUGMENTATIONS = ("gain", "channelswap", "signflip")
+
+
+def _fold(seed, k):
+    return tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), k)
+
+
+def random_gain(sources, seed, low=0.25, high=1.25):
+    """Multiply each source by a gain drawn uniformly in ``[low, high)``."""
+    n = tf.shape(sources)[0]
+    g = tf.random.stateless_uniform([n, 1, 1], seed=seed, minval=low, maxval=high, dtype=sources.dtype)
+    return sources * g
+
+
+def channel_swap(sources, seed, p=0.5):
+    """Swap left and right of each source with probability ``p`` (no-op for mono)."""
+    n = tf.shape(sources)[0]
+    flip = tf.random.stateless_uniform([n, 1, 1], seed=seed) < p
+    return tf.where(flip, tf.reverse(sources, axis=[2]), sources)
+
+
+def sign_flip(sources, seed, p=0.5):
+    """Negate each source with probability ``p``."""
+    n = tf.shape(sources)[0]
+    flip = tf.random.stateless_uniform([n, 1, 1], seed=seed) < p
+    return tf.where(flip, -sources, sources)
+
+
+def time_shift(sources, seed, length):
+    """Cut ``length`` samples from each source at its own random offset (Demucs' shift).
+
+    ``sources`` has ``length + max_shift`` samples; offsets are uniform in ``[0, max_shift]``.
+    """
+    n = tf.shape(sources)[0]
+    max_shift = tf.shape(sources)[1] - length
+    offsets = tf.random.stateless_uniform([n], seed=seed, minval=0, maxval=max_shift + 1, dtype=tf.int32)
+    idx = offsets[:, None] + tf.range(length)[None, :]
+    return tf.gather(sources, idx, axis=1, batch_dims=1)
+
+
+_FUNCS = {"gain": random_gain, "channelswap": channel_swap, "signflip": sign_flip}
+
+
+def apply(sources, seed, augmentations=("gain", "channelswap")):
+    """Apply the named augmentations in order, each with its own sub-seed of ``seed``."""
+    for k, name in enumerate(augmentations):
+        if name not in _FUNCS:
+            raise ValueError(f"unknown augmentation {name!r}; expected some of {AUGMENTATIONS}")
+        sources = _FUNCS[name](sources, _fold(seed, 100 + k))
+    return sources
+
+
+def check(augmentations):
+    augmentations = list(augmentations or ())
+    bad = [a for a in augmentations if a not in _FUNCS]
+    if bad:
+        raise ValueError(f"unknown augmentation(s) {bad}; expected some of {list(AUGMENTATIONS)}")
+    return augmentations

@@ -1,0 +1,275 @@
+"""``tf.data`` pipelines of (mixture, {target: source}) waveform chunks.
+
+Elements are ``(mix, {target: y})`` with ``mix`` and each ``y`` float32 of shape
+``(nb_channels, nb_timesteps)`` (batched: ``(batch, nb_channels, nb_timesteps)``), the layout
+kerasep models take. The mixture is the sum of the (augmented) sources; a target is the sum of
+the sources it groups (``{"accompaniment": ["drums", "bass", "other"]}``).
+
+Training (:func:`training_dataset`) is an endless, deterministic stream: sample ``i`` belongs to
+epoch ``i // samples_per_epoch`` and every random choice for it (which track, where, gains...)
+comes from stateless RNGs seeded with ``(seed, i)``. The order of tracks is a seeded permutation
+per epoch, each track appearing ``samples_per_track`` times. Because nothing depends on the
+order in which ``tf.data`` threads run, parallel reading stays reproducible, and a resumed run
+starts at ``start_epoch`` and sees exactly the samples an uninterrupted run would have seen.
+Use it with ``model.fit(ds, steps_per_epoch=steps_per_epoch(...))``.
+
+Validation (:func:`validation_dataset`) is finite and fixed: consecutive chunks of
+``seq_duration`` seconds of every track, or whole tracks when ``seq_duration=None``.
+
+Tracks are decoded once (``AUTOTUNE`` parallel map) into a :class:`~kerasep.data.tracks.TrackCache`
+(in memory, or ``.npy`` files under ``cache_dir`` read through memory maps), chunk reading runs
+as an ``AUTOTUNE`` parallel map with deterministic order, and batches are prefetched.
+
+Short tracks (fewer samples than a chunk) follow ``short_tracks``: ``"error"`` (default, the
+error lists them), ``"skip"`` (dropped with a warning) or ``"pad"`` (zero-padded at the end).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from kerasep.backend import tf
+from kerasep.data import augment as _augment
+from kerasep.data.tracks import DatasetError, Track, TrackCache, decode_all
+
+TargetsArg = Union[Sequence[str], Dict[str, Sequence[str]]]
+
+
+def normalize_targets(targets: TargetsArg, available: Sequence[str]) -> Dict[str, List[str]]:
+    """``["vocals"]`` or ``{"accompaniment": ["drums", "bass", "other"]}`` → ``{target: [sources]}``."""
+    if isinstance(targets, dict):
+        groups = {str(t): list(s) if not isinstance(s, str) else [s] for t, s in targets.items()}
+    else:
+        groups = {str(t): [str(t)] for t in targets}
+    if not groups:
+        raise DatasetError("`targets` is empty; name at least one target")
+    for t, srcs in groups.items():
+        bad = [s for s in srcs if s not in available]
+        if bad or not srcs:
+            raise DatasetError(f"target {t!r} uses source(s) {bad or srcs} not in the dataset's sources {list(available)}")
+    return groups
+
+
+def _options():
+    opts = tf.data.Options()
+    opts.deterministic = True
+    opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return opts
+
+
+class _Reader:
+    """Cuts chunks from decoded tracks (numpy side of the pipeline)."""
+
+    def __init__(self, arrays, pad):
+        self.arrays = arrays
+        self.pad = pad
+
+    def read(self, track_ids, starts, length):
+        length = int(length)
+        nb_sources = len(track_ids)
+        nb_channels = self.arrays[0].shape[2]
+        out = np.zeros((nb_sources, length, nb_channels), np.float32)
+        for s, (t, start) in enumerate(zip(track_ids, starts)):
+            a = self.arrays[int(t)]
+            piece = a[s, int(start) : int(start) + length]
+            out[s, : piece.shape[0]] = piece
+        return out
+
+
+def _prepare(tracks, cache_dir, length, short_tracks, what):
+    if not tracks:
+        raise DatasetError(f"{what}: no tracks")
+    if short_tracks not in ("error", "skip", "pad"):
+        raise DatasetError(f"short_tracks must be 'error', 'skip' or 'pad'. Received: {short_tracks!r}")
+    rates = {t.rate for t in tracks}
+    if len(rates) > 1:
+        raise DatasetError(f"{what}: tracks have different sample rates {sorted(rates)}; resample them to one rate")
+    names = tracks[0].sources
+    for t in tracks:
+        if t.sources != names:
+            raise DatasetError(f"{what}: track {t.name!r} has sources {t.sources}, expected {names}")
+    arrays = decode_all(tracks, TrackCache(cache_dir))
+    channels = {t.name: a.shape[2] for t, a in zip(tracks, arrays)}
+    if len(set(channels.values())) > 1:
+        raise DatasetError(f"{what}: tracks have different channel counts {channels}")
+    if length is not None:
+        short = {t.name: a.shape[1] for t, a in zip(tracks, arrays) if a.shape[1] < length}
+        if short and short_tracks == "error":
+            raise DatasetError(
+                f"{what}: {len(short)} track(s) shorter than a chunk of {length} samples "
+                f"({length / tracks[0].rate:.3f} s): { {k: v for k, v in list(short.items())[:5]} } samples; "
+                "use a shorter seq_duration, or short_tracks='skip' or 'pad'"
+            )
+        if short and short_tracks == "skip":
+            warnings.warn(f"{what}: skipping {len(short)} track(s) shorter than {length} samples: {list(short)}")
+            keep = [i for i, t in enumerate(tracks) if t.name not in short]
+            if not keep:
+                raise DatasetError(f"{what}: every track is shorter than {length} samples")
+            tracks = [tracks[i] for i in keep]
+            arrays = [arrays[i] for i in keep]
+    return tracks, arrays
+
+
+def _to_example(groups, source_names):
+    index = {s: i for i, s in enumerate(source_names)}
+
+    def fn(sources):  # (nb_sources, nb_timesteps, nb_channels)
+        sources = tf.ensure_shape(sources, [len(source_names), None, None])
+        mix = tf.transpose(tf.reduce_sum(sources, axis=0))
+        ys = {
+            t: tf.transpose(tf.add_n([sources[index[s]] for s in srcs]))
+            for t, srcs in groups.items()
+        }
+        return mix, ys
+
+    return fn
+
+
+def steps_per_epoch(nb_tracks: int, samples_per_track: int, batch_size: int) -> int:
+    """Batches per training epoch: ``nb_tracks * samples_per_track // batch_size`` (at least 1)."""
+    return max(1, (nb_tracks * samples_per_track) // batch_size)
+
+
+def training_dataset(
+    tracks: List[Track],
+    targets: TargetsArg,
+    seq_duration: float = 6.0,
+    samples_per_track: int = 64,
+    batch_size: int = 16,
+    augmentations: Sequence[str] = ("gain", "channelswap"),
+    max_shift: float = 0.0,
+    random_track_mix: bool = False,
+    seed: int = 42,
+    start_epoch: int = 0,
+    cache_dir=None,
+    short_tracks: str = "error",
+    featurize=None,
+):
+    """The endless training stream (see the module docstring).
+
+    Args:
+        tracks: from :func:`~kerasep.data.musdb.musdb_tracks` or
+            :func:`~kerasep.data.folders.folder_tracks`.
+        targets: target names (sources of the dataset) or ``{target: [sources]}``.
+        seq_duration: chunk length in seconds.
+        samples_per_track: chunks per track and epoch.
+        batch_size: chunks per batch.
+        augmentations: among ``"gain"`` (0.25–1.25), ``"channelswap"``, ``"signflip"``.
+        max_shift: random time shift in seconds: each source is cut at its own offset in
+            ``[0, max_shift]`` (0 disables).
+        random_track_mix: each source comes from an independently drawn track (and position).
+        seed: seeds every random choice.
+        start_epoch: first epoch of the stream (resuming a run).
+        cache_dir: on-disk cache of decoded tracks (default: in memory).
+        short_tracks: ``"error"``, ``"skip"`` or ``"pad"``.
+        featurize: optional function applied to each batch ``(mix, ys) -> (x, y)`` (e.g. the
+            spectrogram features of :func:`kerasep.train.featurizer`).
+
+    Returns:
+        ``tf.data.Dataset`` of batches ``(mix (batch, nb_channels, nb_timesteps), {target: ...})``.
+    """
+    augmentations = _augment.check(augmentations)
+    if seq_duration is None or seq_duration <= 0:
+        raise DatasetError(f"seq_duration must be > 0 seconds for training. Received: {seq_duration}")
+    if samples_per_track < 1 or batch_size < 1:
+        raise DatasetError(f"samples_per_track and batch_size must be >= 1. Received: {samples_per_track}, {batch_size}")
+    rate = tracks[0].rate if tracks else 0
+    seq_len = int(round(seq_duration * rate))
+    shift = int(round(max_shift * rate))
+    chunk = seq_len + shift
+    tracks, arrays = _prepare(tracks, cache_dir, chunk, short_tracks, "training data")
+    groups = normalize_targets(targets, tracks[0].sources)
+    nb_tracks, nb_sources = len(tracks), len(tracks[0].sources)
+    n = nb_tracks * samples_per_track
+    lengths = tf.constant([a.shape[1] for a in arrays], tf.int64)
+    reader = _Reader(arrays, short_tracks == "pad")
+    seed = int(seed)
+
+    def sample(i):
+        epoch, j = i // n, i % n
+        perm = tf.argsort(tf.random.stateless_uniform([n], seed=tf.stack([tf.constant(seed, tf.int64), epoch])))
+        track = tf.cast(perm[j], tf.int64) % nb_tracks
+        s = tf.stack([tf.constant(seed, tf.int64), i])
+        if random_track_mix:
+            others = tf.random.stateless_uniform([nb_sources - 1], seed=_augment._fold(s, 1), maxval=nb_tracks, dtype=tf.int64)
+            ids = tf.concat([[track], others], axis=0)
+        else:
+            ids = tf.fill([nb_sources], track)
+        room = tf.maximum(tf.gather(lengths, ids) - chunk, 0) + 1
+        u = tf.random.stateless_uniform([nb_sources if random_track_mix else 1], seed=_augment._fold(s, 2), dtype=tf.float64)
+        starts = tf.cast(tf.floor(u * tf.cast(room, tf.float64)), tf.int64)
+        starts = tf.minimum(tf.broadcast_to(starts, [nb_sources]), room - 1)
+        x = tf.numpy_function(reader.read, [ids, starts, chunk], tf.float32, stateful=False)
+        x = tf.ensure_shape(x, [nb_sources, chunk, None])
+        if shift:
+            x = _augment.time_shift(x, _augment._fold(s, 3), seq_len)
+        x = _augment.apply(x, _augment._fold(s, 4), augmentations)
+        return x
+
+    ds = tf.data.Dataset.counter(start=int(start_epoch) * n, dtype=tf.int64)
+    ds = ds.map(sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(_to_example(groups, tracks[0].sources), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(batch_size, drop_remainder=True)
+    if featurize is not None:
+        ds = ds.map(featurize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
+
+
+def validation_dataset(
+    tracks: List[Track],
+    targets: TargetsArg,
+    seq_duration: Optional[float] = None,
+    batch_size: int = 1,
+    cache_dir=None,
+    short_tracks: str = "pad",
+    featurize=None,
+    cache_features: bool = True,
+):
+    """Fixed validation data: consecutive ``seq_duration`` chunks of every track (the last
+    partial chunk is dropped unless a track is shorter than one chunk, which ``short_tracks``
+    handles: ``"pad"`` by default), or whole tracks (``seq_duration=None``, then
+    ``batch_size`` must be 1 unless all tracks have one length).
+
+    With ``featurize``, features are computed once and cached (in memory, or in a ``tf.data``
+    cache file under ``cache_dir``)."""
+    rate = tracks[0].rate if tracks else 0
+    seq_len = None if seq_duration is None else int(round(seq_duration * rate))
+    tracks, arrays = _prepare(tracks, cache_dir, seq_len, short_tracks, "validation data")
+    groups = normalize_targets(targets, tracks[0].sources)
+    nb_sources = len(tracks[0].sources)
+    items = []
+    for t, a in enumerate(arrays):
+        if seq_len is None:
+            items.append((t, 0, a.shape[1]))
+        else:
+            k = max(1, a.shape[1] // seq_len)
+            items.extend((t, c * seq_len, seq_len) for c in range(k))
+    reader = _Reader(arrays, True)
+    table = np.array(items, np.int64)
+
+    def read(row):
+        ids = tf.fill([nb_sources], row[0])
+        starts = tf.fill([nb_sources], row[1])
+        x = tf.numpy_function(reader.read, [ids, starts, row[2]], tf.float32, stateful=False)
+        return tf.ensure_shape(x, [nb_sources, seq_len, None])
+
+    ds = tf.data.Dataset.from_tensor_slices(table)
+    ds = ds.map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(_to_example(groups, tracks[0].sources), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(batch_size)
+    if featurize is not None:
+        ds = ds.map(featurize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if cache_features:
+            path = ""
+            if cache_dir is not None:
+                import hashlib
+                import os
+
+                key = hashlib.sha1(repr((items, [t.key for t in tracks], seq_len, batch_size, sorted(groups.items()))).encode()).hexdigest()[:12]
+                os.makedirs(cache_dir, exist_ok=True)
+                path = os.path.join(str(cache_dir), f"valid-features-{key}")
+            ds = ds.cache(path)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
