@@ -31,9 +31,13 @@ setup(
     extras_require={
         "onnx": ["tf2onnx", "onnx", "onnxruntime"],
         "gpu": ["onnxruntime-gpu"],
-        "musdb": ["musdb", "museval", "stempeg"],
+        "musdb": ["musdb", "museval", "stempeg", "matplotlib"],
+        # training logs (keras.callbacks.TensorBoard writes through it)
+        "train": ["tensorboard"],
         "test": [
             "pytest",
+            "tensorboard",
+            "matplotlib",
             "musdb",
             "museval",
             "stempeg",

@@ -1,4 +1,4 @@
-"""Command line: ``kerasep separate``, ``kerasep list``.
+"""Command line: ``kerasep separate``, ``kerasep list``, ``kerasep train``, ``kerasep evaluate``.
 
 Only this module (and the training recipes) parse flags; everything else takes plain kwargs.
 """
@@ -100,6 +100,46 @@ def cmd_list(args):
     return 0
 
 
+def cmd_train(args):
+    from kerasep import train as _train
+    from kerasep.data import DatasetError
+
+    try:
+        cfg = _train.load_config(args.config)
+        if args.seed is not None:
+            cfg["training"]["seed"] = args.seed
+        if args.strategy is not None:
+            cfg["training"]["strategy"] = args.strategy
+        output = args.output or cfg.get("output_dir") or str(Path("runs") / Path(args.config).stem)
+        _, history = _train.train(cfg, args.data, output_dir=output, epochs=args.epochs,
+                                  verbose=0 if args.quiet else "auto")
+    except (_train.ConfigError, DatasetError) as exc:
+        print(f"kerasep train: {exc}", file=sys.stderr)
+        return 2
+    best = min(history.get("val_loss", [float("nan")]))
+    print(f"kerasep train: wrote {Path(output) / 'model.keras'} (best val_loss {best:.5g})", file=sys.stderr)
+    return 0
+
+
+def cmd_evaluate(args):
+    from kerasep import evaluate as _evaluate
+    from kerasep import zoo
+    from kerasep.data import DatasetError
+
+    name = Path(args.model).stem if str(args.model).endswith(".keras") else args.model
+    output = args.output or str(Path("evaluation") / name)
+    try:
+        model = zoo.load(args.model, weights=args.weights)
+        _evaluate.evaluate(model, args.musdb, output, subset=args.subset, split=args.split, is_wav=args.is_wav,
+                           tracks=args.tracks, chunk_seconds=args.chunk_seconds, plots=not args.no_plots)
+    except (KeyError, FileNotFoundError, zoo.WeightsError, DatasetError, ValueError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"kerasep evaluate: {msg}", file=sys.stderr)
+        return 2
+    print(f"kerasep evaluate: results in {output}", file=sys.stderr)
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="kerasep", description="Music source separation with Keras.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -125,6 +165,31 @@ def build_parser():
 
     lst = sub.add_parser("list", help="list the zoo's models")
     lst.set_defaults(func=cmd_list)
+
+    trn = sub.add_parser("train", help="train a model from a JSON config (model.fit, resumable)")
+    trn.add_argument("config", metavar="CONFIG", help="training config JSON (see zoo/unet-2stems/train_config.json)")
+    trn.add_argument("--data", required=True, help="dataset root: MUSDB18(-HQ) folder or stem folder")
+    trn.add_argument("-o", "--output", default=None,
+                     help="run folder (model.keras, checkpoints, backup, logs); rerun to resume")
+    trn.add_argument("--epochs", type=int, default=None, help="override training.epochs")
+    trn.add_argument("--seed", type=int, default=None, help="override training.seed")
+    trn.add_argument("--strategy", choices=["auto", "default", "mirrored", "multiworker"], default=None,
+                     help="override training.strategy")
+    trn.add_argument("-q", "--quiet", action="store_true", help="one line per epoch instead of progress bars")
+    trn.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("evaluate", help="BSSEval v4 (museval) and MDX SDR on MUSDB18")
+    ev.add_argument("model", metavar="MODEL", help="zoo name or .keras file")
+    ev.add_argument("--musdb", required=True, help="MUSDB18 root folder")
+    ev.add_argument("--subset", choices=["train", "test"], default="test")
+    ev.add_argument("--split", choices=["train", "valid"], default=None, help="official split of the train subset")
+    ev.add_argument("--is-wav", action="store_true", help="MUSDB18-HQ (WAV folders)")
+    ev.add_argument("--tracks", nargs="*", default=None, help="only these track names")
+    ev.add_argument("-o", "--output", default=None, help="results folder (default evaluation/<model>)")
+    ev.add_argument("--chunk-seconds", type=float, default=None)
+    ev.add_argument("--weights", default=None, help="local weights for a zoo model")
+    ev.add_argument("--no-plots", action="store_true")
+    ev.set_defaults(func=cmd_evaluate)
     return parser
 
 
