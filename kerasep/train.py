@@ -153,7 +153,20 @@ def build_separator(model_cfg):
         return zoo.build(model_cfg)
     if not isinstance(model_cfg, dict) or "family" not in model_cfg:
         raise ConfigError(f"model must be a zoo name or {{'family': ..., 'config': {{...}}}}. Received: {model_cfg!r}")
-    return zoo.build(dict(model_cfg.get("config") or {}), family=model_cfg["family"])
+    family, config = model_cfg["family"], dict(model_cfg.get("config") or {})
+    try:
+        return zoo.build(config, family=family)
+    except ValueError as e:
+        if "unknown model family" not in str(e):
+            raise
+    from kerasep import models
+
+    classes = {"unet": models.UNetSeparator, "openunmix": models.OpenUnmixSeparator, "demucs": models.Demucs}
+    if family not in classes:
+        raise ConfigError(f"unknown model family {family!r}; expected one of {sorted(classes)}")
+    model = classes[family](**config)
+    model.build((None, model.nb_channels, None))
+    return model
 
 
 class Adapter:
@@ -181,7 +194,7 @@ class Adapter:
         elif hasattr(separator, "target_models"):  # Open-Unmix
             inp = keras.Input((separator.nb_channels, None, separator.nb_bins), name="mix_magnitude")
             self.targets = list(separator.targets)
-            outs = {t: keras.layers.Identity(name=t)(separator.target_models[t](inp)) for t in self.targets}
+            outs = {t: separator.target_models[t](inp) for t in self.targets}
             self.fit_model = keras.Model(inp, outs, name="openunmix_targets")
             self.featurize = self._magnitude_features
             self.default_loss = "spectrogram_mse"

@@ -3,8 +3,10 @@
 ``musdb_tracks(root, subset="train", split="train")`` lists the official training tracks
 (``split="valid"``: the 14 official validation tracks; ``split=None``: the whole subset);
 ``is_wav=True`` reads MUSDB18-HQ. Sources are MUSDB's ``drums``, ``bass``, ``other``,
-``vocals``; the pipeline builds the mixture as their sum (the MUSDB mixture equals it up to
-rounding) and any grouped target (``accompaniment = drums + bass + other``).
+``vocals``; the pipeline builds the mixture as their sum, as Open-Unmix's training does (so
+augmented and re-mixed sources stay consistent with their mixture), and any grouped target
+(``accompaniment = drums + bass + other``). MUSDB's own mixture files are close to that sum but
+not equal to it (15.4 dB SNR on the fixture track); evaluation uses the real mixture.
 
 The ``musdb`` package needs ``ffmpeg``/``ffprobe`` on the PATH, even for WAV folders.
 
