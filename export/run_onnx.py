@@ -1,0 +1,374 @@
+#!/usr/bin/env python
+"""Separate audio files with a kerasep ONNX export, without TensorFlow or kerasep.
+
+    python run_onnx.py unet-2stems.onnx song.mp3 other.wav -o separated [--format flac]
+           [--chunk-seconds 30] [--overwrite] [--cpu] [-q]
+
+Needs only ``numpy``, ``onnxruntime`` (or ``onnxruntime-gpu``: the CUDA execution provider is
+used when present) and ``soundfile``; ``tqdm`` (progress bar) and ``scipy`` (band-limited
+resampling of inputs at another sample rate; a numpy FFT resampler is used without it) are
+optional. This one file is self-contained: copy it next to the ``.onnx`` file.
+
+Outputs: ``OUTDIR/<input name>/<target>.<wav|flac>`` (16-bit PCM at the model's sample rate),
+the layout of ``kerasep separate``. Each file is written to a temporary name and renamed when
+complete; existing outputs are never replaced without ``--overwrite``.
+
+Long inputs are processed in chunks as :mod:`kerasep.inference` does. Models that declare
+``kerasep.chunk_alignment``/``kerasep.chunk_context`` in their metadata (the U-Net: one patch)
+get chunk borders on their patch grid with one patch of real audio as context on each side, which
+reproduces whole-file processing exactly; other models get 5 s of context and linear cross-fades.
+"""
+import argparse
+import json
+import math
+import os
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_CHUNK_SECONDS = 30.0
+DEFAULT_CONTEXT_SECONDS = 5.0  # crossfade context for models without an exact chunk grid
+READABLE = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif")
+
+
+class RunnerError(RuntimeError):
+    """A problem with the model file, the input or the outputs; the message says which."""
+
+
+# --------------------------------------------------------------------------------------------
+# Model
+# --------------------------------------------------------------------------------------------
+
+
+def providers():
+    """CUDA first when onnxruntime-gpu provides it, then CPU."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    chosen = [p for p in ("CUDAExecutionProvider",) if p in available]
+    return chosen + ["CPUExecutionProvider"]
+
+
+class OnnxSeparator:
+    """An exported separator loaded in onnxruntime.
+
+    Args:
+        path: the ``.onnx`` file written by ``kerasep export``.
+        providers: onnxruntime execution providers (default: CUDA when available, else CPU).
+
+    Attributes:
+        sample_rate, nb_channels, targets, chunk_alignment, chunk_context, metadata.
+    """
+
+    def __init__(self, path, providers=None):
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise RunnerError(f"no such ONNX model file: {path}")
+        if path.stat().st_size == 0:
+            raise RunnerError(f"{path}: empty file, expected an ONNX model")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                str(path), options, providers=providers or globals()["providers"]()
+            )
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/... types
+            raise RunnerError(
+                f"{path}: cannot load the ONNX model (truncated, corrupted or not an ONNX file): {exc}"
+            ) from None
+        meta = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.metadata = meta
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or inputs[0].name != "waveform" or "kerasep.sample_rate" not in meta:
+            raise RunnerError(
+                f"{path}: not a kerasep separator export (expected one input 'waveform' and "
+                f"kerasep.* metadata; found inputs {[i.name for i in inputs]})"
+            )
+        self.path = str(path)
+        self.sample_rate = int(meta["kerasep.sample_rate"])
+        self.nb_channels = int(meta["kerasep.nb_channels"])
+        self.targets = json.loads(meta["kerasep.targets"])
+        outputs = [o.name for o in self.session.get_outputs()]
+        if sorted(outputs) != sorted(self.targets):
+            raise RunnerError(f"{path}: outputs {outputs} do not match the declared targets {self.targets}")
+        self.chunk_alignment = int(meta.get("kerasep.chunk_alignment", 1))
+        self.chunk_context = int(meta["kerasep.chunk_context"]) if "kerasep.chunk_context" in meta else None
+
+    def check_input(self, waveform):
+        """Validate a model input ``(batch, nb_channels, nb_timesteps)`` float32 array."""
+        if not isinstance(waveform, np.ndarray):
+            raise RunnerError(f"expected a numpy array, found {type(waveform).__name__}")
+        if waveform.dtype != np.float32:
+            raise RunnerError(f"expected dtype float32, found {waveform.dtype}")
+        if waveform.ndim != 3:
+            raise RunnerError(
+                f"expected a waveform of rank 3 (batch, nb_channels, nb_timesteps), found rank "
+                f"{waveform.ndim} with shape {waveform.shape}"
+            )
+        if waveform.shape[1] != self.nb_channels:
+            raise RunnerError(
+                f"expected {self.nb_channels} channels (axis 1 of (batch, nb_channels, nb_timesteps)), "
+                f"found {waveform.shape[1]} (shape {waveform.shape})"
+            )
+        if waveform.shape[0] < 1 or waveform.shape[2] < 1:
+            raise RunnerError(f"expected at least one example and one sample, found shape {waveform.shape}")
+
+    def __call__(self, waveform):
+        """``(batch, nb_channels, nb_timesteps)`` float32 → ``{target: same shape}``."""
+        self.check_input(waveform)
+        outs = self.session.run(None, {"waveform": np.ascontiguousarray(waveform)})
+        return dict(zip([o.name for o in self.session.get_outputs()], outs))
+
+
+# --------------------------------------------------------------------------------------------
+# Chunked separation (same plan as kerasep.inference)
+# --------------------------------------------------------------------------------------------
+
+
+def plan_chunks(nb_timesteps, chunk, context, alignment=1):
+    """``[(keep_start, keep_end, in_start, in_end)]``: the model sees ``[in_start, in_end)`` and
+    ``[keep_start, keep_end)`` of its output is kept. ``chunk`` and ``context`` are rounded up to
+    multiples of ``alignment``."""
+    alignment = max(1, int(alignment))
+    chunk = max(alignment, -(-int(chunk) // alignment) * alignment)
+    context = -(-int(context) // alignment) * alignment
+    plan = []
+    for start in range(0, nb_timesteps, chunk):
+        end = min(start + chunk, nb_timesteps)
+        plan.append((start, end, max(0, start - context), min(nb_timesteps, end + context)))
+    return plan
+
+
+def _crossfade_weights(s, e, plan, k):
+    w = np.ones(e - s, np.float32)
+    if k > 0:
+        m = plan[k - 1][3] - s
+        if m > 0:
+            w[:m] = (np.arange(m, dtype=np.float32) + 0.5) / m
+    if k < len(plan) - 1:
+        m = e - plan[k + 1][2]
+        if m > 0:
+            w[-m:] = 1.0 - (np.arange(m, dtype=np.float32) + 0.5) / m
+    return w
+
+
+def iter_separate(model, mix, chunk_seconds=None, progress=False):
+    """Separate ``mix`` ``(nb_timesteps, nb_channels)`` float32 at the model's rate chunk by
+    chunk. Yields ``(start, {target: (n, nb_channels)})`` blocks in order that tile the input
+    exactly (constant memory in the input length)."""
+    n = mix.shape[0]
+    rate = model.sample_rate
+    chunk_seconds = DEFAULT_CHUNK_SECONDS if chunk_seconds is None else float(chunk_seconds)
+    if not chunk_seconds > 0:
+        raise RunnerError(f"chunk_seconds must be > 0. Received: {chunk_seconds}")
+    exact = model.chunk_context is not None
+    context = model.chunk_context if exact else int(round(DEFAULT_CONTEXT_SECONDS * rate))
+    plan = plan_chunks(n, int(chunk_seconds * rate), context, model.chunk_alignment)
+    bar = _progress(n / rate) if progress else None
+    base, buf = 0, {}  # crossfade: output from `base` on that later chunks still add to
+    try:
+        for k, (ks, ke, s, e) in enumerate(plan):
+            y = model(np.ascontiguousarray(mix[s:e].T)[None])
+            if exact:
+                yield ks, {t: v[0, :, ks - s : ke - s].T for t, v in y.items()}
+            else:
+                w = _crossfade_weights(s, e, plan, k)[:, None]
+                final = plan[k + 1][2] if k + 1 < len(plan) else n
+                for t, v in y.items():
+                    acc = buf.get(t, np.zeros((0, mix.shape[1]), np.float32))
+                    if acc.shape[0] < e - base:
+                        acc = np.concatenate([acc, np.zeros((e - base - acc.shape[0], mix.shape[1]), np.float32)])
+                    acc[s - base : e - base] += v[0].T * w
+                    buf[t] = acc
+                yield base, {t: acc[: final - base] for t, acc in buf.items()}
+                buf = {t: acc[final - base :] for t, acc in buf.items()}
+                base = final
+            if bar is not None:
+                bar.update((ke - ks) / rate)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def separate_array(model, mix, chunk_seconds=None, progress=False):
+    """``{target: (nb_timesteps, nb_channels) float32}`` for a validated ``mix``."""
+    out = {t: np.zeros(mix.shape, np.float32) for t in model.targets}
+    for start, blocks in iter_separate(model, mix, chunk_seconds, progress):
+        for t, v in blocks.items():
+            out[t][start : start + v.shape[0]] = v
+    return out
+
+
+def _progress(total):
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="s", desc="separating",
+                bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]")
+
+
+# --------------------------------------------------------------------------------------------
+# Audio
+# --------------------------------------------------------------------------------------------
+
+
+def resample(audio, orig_sr, target_sr):
+    """``(nb_timesteps, nb_channels)`` from ``orig_sr`` to ``target_sr`` Hz (band-limited:
+    scipy's polyphase filter as kerasep.audio, or a numpy FFT resampler without scipy)."""
+    if orig_sr == target_sr:
+        return audio
+    n_out = int(math.ceil(audio.shape[0] * target_sr / orig_sr))
+    try:
+        from scipy.signal import resample_poly
+    except ImportError:
+        spec = np.fft.rfft(audio, axis=0)
+        n_in = audio.shape[0]
+        n_fft_out = int(round(n_in * target_sr / orig_sr))
+        keep = min(spec.shape[0], n_fft_out // 2 + 1)
+        out_spec = np.zeros((n_fft_out // 2 + 1, audio.shape[1]), spec.dtype)
+        out_spec[:keep] = spec[:keep]
+        y = np.fft.irfft(out_spec, n=n_fft_out, axis=0) * (n_fft_out / n_in)
+        y = np.pad(y, ((0, max(0, n_out - y.shape[0])), (0, 0)))[:n_out]
+        return np.ascontiguousarray(y, dtype=np.float32)
+    ratio = Fraction(int(target_sr), int(orig_sr))
+    y = resample_poly(audio, ratio.numerator, ratio.denominator, axis=0)
+    return np.ascontiguousarray(y[:n_out], dtype=np.float32)
+
+
+def load_audio(path, sample_rate, nb_channels):
+    """Decode ``path`` with soundfile → ``(nb_timesteps, nb_channels)`` float32 at ``sample_rate``.
+    Mono input is duplicated to stereo models; other channel mismatches are errors."""
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.is_file():
+        raise RunnerError(f"no such input file: {path}")
+    try:
+        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:
+        raise RunnerError(
+            f"{path}: cannot decode with soundfile ({exc}); readable formats: "
+            f"{', '.join(READABLE)} (convert others with ffmpeg)"
+        ) from None
+    if audio.shape[0] == 0:
+        raise RunnerError(f"{path}: no samples")
+    if not np.isfinite(audio).all():
+        raise RunnerError(f"{path}: non-finite samples (NaN or inf)")
+    if audio.shape[1] != nb_channels:
+        if audio.shape[1] == 1:
+            audio = np.repeat(audio, nb_channels, axis=1)
+        else:
+            raise RunnerError(
+                f"{path}: expected {nb_channels} channel(s) (or mono), found {audio.shape[1]}"
+            )
+    return resample(audio, rate, sample_rate)
+
+
+def output_paths(inp, outdir, targets, fmt):
+    """``{target: OUTDIR/<input name>/<target>.<fmt>}`` as ``kerasep separate`` names them."""
+    name = Path(inp).name
+    name = name[: -len(".stem.mp4")] if name.endswith(".stem.mp4") else Path(name).stem
+    return {t: Path(outdir) / name / f"{t}.{fmt}" for t in targets}
+
+
+def separate_file(model, inp, outdir, fmt="wav", overwrite=False, chunk_seconds=None, progress=False,
+                  subtype="PCM_16"):
+    """Separate one file into ``OUTDIR/<name>/<target>.<fmt>``; returns ``{target: path}``.
+
+    ``subtype``: ``"PCM_16"`` (default), ``"PCM_24"`` or (wav only) ``"FLOAT"``; PCM output is
+    clipped to [-1, 1].
+
+    Every output is streamed to a temporary file beside its final name and renamed once all
+    chunks are written, so a failure leaves no partial output."""
+    import soundfile as sf
+
+    if fmt not in ("wav", "flac"):
+        raise RunnerError(f"output format must be 'wav' or 'flac'. Received: {fmt!r}")
+    subtype = (subtype or "PCM_16").upper()
+    allowed = ("PCM_16", "PCM_24", "FLOAT") if fmt == "wav" else ("PCM_16", "PCM_24")
+    if subtype not in allowed:
+        raise RunnerError(f"subtype for {fmt} must be one of {allowed}. Received: {subtype!r}")
+    paths = output_paths(inp, outdir, model.targets, fmt)
+    existing = [str(p) for p in paths.values() if p.exists()]
+    if existing and not overwrite:
+        raise RunnerError(f"output exists: {', '.join(existing)} (use --overwrite to replace)")
+    mix = load_audio(inp, model.sample_rate, model.nb_channels)
+    temps, files = {}, {}
+    try:
+        for t, p in paths.items():
+            p.parent.mkdir(parents=True, exist_ok=True)
+            temps[t] = p.parent / f".{p.name}.{os.getpid()}.tmp"
+            files[t] = sf.SoundFile(str(temps[t]), "w", samplerate=model.sample_rate,
+                                    channels=model.nb_channels, subtype=subtype,
+                                    format=fmt.upper())
+        written = 0
+        for start, blocks in iter_separate(model, mix, chunk_seconds, progress):
+            if start != written:  # pragma: no cover - the plan tiles the input
+                raise RunnerError(f"internal error: chunk starts at {start}, expected {written}")
+            for t, v in blocks.items():
+                files[t].write(v if subtype == "FLOAT" else np.clip(v, -1.0, 1.0))
+            written += next(iter(blocks.values())).shape[0]
+        for f in files.values():
+            f.close()
+        for t, p in paths.items():
+            os.replace(temps[t], p)
+    finally:
+        for f in files.values():
+            if not f.closed:
+                f.close()
+        for tmp in temps.values():
+            if tmp.exists():
+                tmp.unlink()
+    return paths
+
+
+# --------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="run_onnx.py", description="Separate audio files with a kerasep ONNX export (no TensorFlow)."
+    )
+    parser.add_argument("model", help="the .onnx file written by `kerasep export`")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files (wav/flac/ogg/mp3)")
+    parser.add_argument("-o", "--output", default="separated", help="output folder (default ./separated)")
+    parser.add_argument("--format", choices=["wav", "flac"], default="wav")
+    parser.add_argument("--chunk-seconds", type=float, default=None,
+                        help=f"process at most S seconds at a time (default {DEFAULT_CHUNK_SECONDS:g})")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--cpu", action="store_true", help="use the CPU provider even if CUDA is available")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        model = OnnxSeparator(args.model, providers=["CPUExecutionProvider"] if args.cpu else None)
+    except RunnerError as exc:
+        print(f"run_onnx: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.model}: {', '.join(model.targets)} at {model.sample_rate} Hz on "
+          f"{model.session.get_providers()[0]}", file=sys.stderr)
+    failures = 0
+    for inp in args.inputs:
+        try:
+            paths = separate_file(model, inp, args.output, args.format, args.overwrite,
+                                  args.chunk_seconds, progress=not args.quiet)
+            for p in paths.values():
+                print(f"  wrote {p}", file=sys.stderr)
+        except RunnerError as exc:
+            print(f"run_onnx: {exc}", file=sys.stderr)
+            failures += 1
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,507 @@
+"""Single-file ONNX export of a whole separator: waveform in, every stem's waveform out.
+
+tf2onnx cannot convert an STFT/inverse-STFT pair (it handles RFFT only before ComplexAbs and has
+no IRFFT handler, and writes an invalid file while reporting success). So only the trainable
+core (Conv2D/BN/... on spectrogram patches; see :mod:`kerasep.export.spec`) goes through tf2onnx,
+and the signal processing around it is written directly with ONNX operators (opset
+:data:`OPSET`):
+
+- framing: padding as :class:`kerasep.layers.STFT`, the signal cut into ``hop``-sample blocks and
+  ``n_fft / hop`` shifted block slices concatenated (no gather, any length);
+- real FFT: the ONNX ``DFT`` operator on ``n_fft / 2`` complex points (even/odd samples packed
+  as real/imag) followed by the split that turns it into the ``n_fft``-point real FFT; only the
+  bins the model uses are formed;
+- magnitude, patching, ratio masks and mask extension as in the Keras layers;
+- inverse real FFT: the packing run backwards (``n_fft / 2``-point inverse ``DFT``), so the time
+  frames come out already interleaved, then windowed overlap-add by summing shifted block
+  copies and division by the squared-window envelope, and the crop to the input length.
+
+Input ``waveform``: ``(batch, nb_channels, nb_timesteps)`` float32, batch and length dynamic.
+Outputs: one ``(batch, nb_channels, nb_timesteps)`` tensor per stem, named by target.
+Metadata (``metadata_props``): ``kerasep.*`` keys, see :func:`metadata`.
+"""
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+#: ONNX opset of exported files (DFT needs >= 17; onnxruntime CPU/CUDA implement it).
+OPSET = 17
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("ONNX export needs `onnx` and `tf2onnx`: pip install 'kerasep[onnx]'") from exc
+    return onnx
+
+
+class _Graph:
+    """A tiny ONNX graph writer: ``g.op("Add", a, b)`` returns the output's name."""
+
+    def __init__(self, prefix="sp"):
+        self.nodes = []
+        self.initializers = []
+        self.prefix = prefix
+        self._n = 0
+
+    def name(self, hint):
+        self._n += 1
+        return f"{self.prefix}/{hint}_{self._n}"
+
+    def const(self, value, dtype=None, hint="c"):
+        from onnx import numpy_helper
+
+        arr = np.asarray(value, dtype=dtype)
+        if arr.dtype == np.float64:
+            arr = arr.astype(np.float32)
+        name = self.name(hint)
+        self.initializers.append(numpy_helper.from_array(arr, name))
+        return name
+
+    def ints(self, *values):
+        return self.const(np.asarray(values, np.int64), hint="i")
+
+    def op(self, op_type, *inputs, out=None, hint=None, **attrs):
+        from onnx import helper
+
+        out = out or self.name(hint or op_type.lower())
+        self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=self.name(op_type), **attrs))
+        return out
+
+    # --- shape helpers (int64 scalars as 1-element tensors) ---
+    def dim(self, x, axis):
+        return self.op("Shape", x, start=axis, end=axis + 1)
+
+    def slice(self, x, start, end, axis):
+        s = start if isinstance(start, str) else self.ints(start)
+        e = end if isinstance(end, str) else self.ints(end)
+        return self.op("Slice", x, s, e, self.ints(axis))
+
+    def take(self, x, indices, axis):
+        """``x`` indexed by constant ``indices`` along ``axis``, as Slices of the runs of
+        consecutive (ascending or descending) indices: much faster than Gather in onnxruntime."""
+        indices = [int(i) for i in indices]
+        runs, start = [], 0
+        for i in range(1, len(indices) + 1):
+            step = indices[start + 1] - indices[start] if start + 1 < len(indices) else 1
+            if i < len(indices) and abs(step) == 1 and indices[i] - indices[i - 1] == step:
+                continue
+            runs.append((indices[start], indices[i - 1], step if i - 1 > start else 1))
+            start = i
+        parts = []
+        for first, last, step in runs:
+            end = last + step if last + step >= 0 else -(2 ** 63)
+            parts.append(self.op("Slice", x, self.ints(first), self.ints(end), self.ints(axis), self.ints(step)))
+        return parts[0] if len(parts) == 1 else self.op("Concat", *parts, axis=axis)
+
+    def pad_axis(self, x, rank, axis, before, after, mode="constant"):
+        """Pad ``x`` along ``axis`` (``before``/``after``: ints or 1-element int64 tensors)."""
+        parts = []
+        for value in (before, after):
+            parts.append(value if isinstance(value, str) else self.ints(value))
+        zero = self.ints(0)
+        begin, end = [zero] * rank, [zero] * rank
+        begin[axis], end[axis] = parts
+        pads = self.op("Concat", *(begin + end), axis=0)
+        return self.op("Pad", x, pads, mode=mode)
+
+
+def _hann(n_fft):
+    n = np.arange(n_fft, dtype=np.float64)
+    return 0.5 - 0.5 * np.cos(2.0 * np.pi * n / n_fft)
+
+
+def _frames(g, x, spec):
+    """``x`` (batch, nb_channels, nb_timesteps) → windowed frames (batch, nb_channels, nb_frames,
+    n_fft), and ``nb_frames`` (1-element int64)."""
+    n_fft, hop, padding = spec["n_fft"], spec["hop_length"], spec["padding"]
+    r = n_fft // hop
+    if padding == "spleeter":
+        x = g.pad_axis(x, 3, 2, n_fft, 0)
+    elif padding == "center":
+        mode = "reflect" if spec.get("pad_mode", "constant") == "reflect" else "constant"
+        x = g.pad_axis(x, 3, 2, n_fft // 2, n_fft // 2, mode=mode)
+    length = g.dim(x, 2)
+    hop_c = g.ints(hop)
+    if padding == "spleeter":  # tf.signal.frame(pad_end=True): ceil(length / hop) frames
+        nb_frames = g.op("Div", g.op("Add", length, g.ints(hop - 1)), hop_c)
+    else:
+        nb_frames = g.op("Add", g.op("Div", g.op("Sub", length, g.ints(n_fft)), hop_c), g.ints(1))
+    total = g.op("Mul", g.op("Add", nb_frames, g.ints(r - 1)), hop_c)
+    extra = g.op("Max", g.op("Sub", total, length), g.ints(0))
+    x = g.pad_axis(x, 3, 2, 0, extra)
+    x = g.slice(x, 0, total, 2)
+    blocks = g.op("Reshape", x, g.ints(0, 0, -1, hop))  # (b, c, nb_frames + r - 1, hop)
+    shifted = [g.slice(blocks, g.ints(k), g.op("Add", nb_frames, g.ints(k)), 2) for k in range(r)]
+    frames = g.op("Concat", *shifted, axis=3) if r > 1 else shifted[0]
+    frames = g.op("Mul", frames, g.const(_hann(n_fft), np.float32, "window"))
+    return frames, nb_frames
+
+
+def _rfft(g, frames, n_fft, nb_bins):
+    """Real FFT of ``frames`` (..., n_fft) → (real, imag), each (..., nb_bins), via an
+    ``n_fft/2``-point complex DFT of the even/odd-packed frames."""
+    h = n_fft // 2
+    z = g.op("Reshape", frames, g.ints(0, 0, 0, h, 2))  # even samples real, odd imag
+    z = g.op("DFT", z, axis=3, inverse=0, onesided=0)  # (b, c, f, h, 2)
+    k = np.arange(nb_bins)
+    zk = g.take(z, k % h, 3)
+    zr = g.take(z, (h - k) % h, 3)
+    a, b = (g.op("Squeeze", g.slice(zk, i, i + 1, 4), g.ints(4)) for i in (0, 1))
+    c, d = (g.op("Squeeze", g.slice(zr, i, i + 1, 4), g.ints(4)) for i in (0, 1))
+    theta = 2.0 * np.pi * k / n_fft
+    half = g.const(np.float32(0.5))
+    sin = g.const(0.5 * np.sin(theta), np.float32, "sin")
+    cos = g.const(0.5 * np.cos(theta), np.float32, "cos")
+    # X[k] = E + W^k O with E = (Z[k] + Z*[h-k]) / 2, O = (Z[k] - Z*[h-k]) / (2i), W = e^{-2πi/n}
+    p, q = g.op("Sub", a, c), g.op("Add", b, d)
+    real = g.op("Add", g.op("Mul", g.op("Add", a, c), half),
+                g.op("Sub", g.op("Mul", q, cos), g.op("Mul", p, sin)))
+    imag = g.op("Sub", g.op("Mul", g.op("Sub", b, d), half),
+                g.op("Add", g.op("Mul", q, sin), g.op("Mul", p, cos)))
+    return real, imag
+
+
+def _irfft(g, real, imag, n_fft, nb_bins):
+    """Inverse real FFT: bins (..., nb_bins) (missing bins up to n_fft/2 are zeros) → time
+    frames (..., n_fft), via an ``n_fft/2``-point inverse DFT."""
+    h = n_fft // 2
+    if nb_bins < h + 1:
+        real = g.pad_axis(real, 4, 3, 0, h + 1 - nb_bins)
+        imag = g.pad_axis(imag, 4, 3, 0, h + 1 - nb_bins)
+    k = np.arange(h)
+    a, b = g.take(real, k, 3), g.take(imag, k, 3)
+    c, d = g.take(real, h - k, 3), g.take(imag, h - k, 3)
+    theta = 2.0 * np.pi * k / n_fft
+    half = g.const(np.float32(0.5))
+    sin = g.const(0.5 * np.sin(theta), np.float32, "sin")
+    cos = g.const(0.5 * np.cos(theta), np.float32, "cos")
+    # E = (X[k] + X*[h-k]) / 2, O = (X[k] - X*[h-k]) e^{+2πik/n} / 2, Z = E + iO
+    p, q = g.op("Sub", a, c), g.op("Add", b, d)
+    o_re = g.op("Sub", g.op("Mul", p, cos), g.op("Mul", q, sin))
+    o_im = g.op("Add", g.op("Mul", p, sin), g.op("Mul", q, cos))
+    z_re = g.op("Sub", g.op("Mul", g.op("Add", a, c), half), o_im)
+    z_im = g.op("Add", g.op("Mul", g.op("Sub", b, d), half), o_re)
+    z = g.op("Concat", g.op("Unsqueeze", z_re, g.ints(4)), g.op("Unsqueeze", z_im, g.ints(4)), axis=4)
+    z = g.op("DFT", z, axis=3, inverse=1, onesided=0)  # (b, c, f, h, 2): even/odd samples
+    return g.op("Reshape", z, g.ints(0, 0, 0, n_fft))
+
+
+def _overlap_add(g, frames, nb_frames, length, spec):
+    """Windowed overlap-add of ``frames`` (b, c, nb_frames, n_fft), divided by the squared-window
+    envelope (as :class:`kerasep.layers.ISTFT`), cropped to ``length`` samples."""
+    n_fft, hop, padding = spec["n_fft"], spec["hop_length"], spec["padding"]
+    r = n_fft // hop
+    window = _hann(n_fft)
+    frames = g.op("Mul", frames, g.const(window, np.float32, "window"))
+    blocks = g.op("Reshape", frames, g.ints(0, 0, 0, r, hop))
+    parts = [g.pad_axis(g.slice(blocks, k, k + 1, 3), 5, 2, k, r - 1 - k) for k in range(r)]
+    signal = g.op("Sum", *parts) if r > 1 else parts[0]  # (b, c, nb_frames + r - 1, 1, hop)
+    # envelope[j] = sum_k w²[k-th block] * [0 <= j - k < nb_frames]
+    j = g.op("Range", g.const(np.int64(0)), g.op("Squeeze", g.op("Add", nb_frames, g.ints(r - 1)), g.ints(0)),
+             g.const(np.int64(1)))
+    jk = g.op("Sub", g.op("Unsqueeze", j, g.ints(1)), g.const(np.arange(r)[None, :], np.int64))
+    inside = g.op("And", g.op("GreaterOrEqual", jk, g.ints(0)), g.op("Less", jk, nb_frames))
+    w2 = (window ** 2).reshape(r, hop)
+    envelope = g.op("MatMul", g.op("Cast", inside, to=1), g.const(w2, np.float32, "w2"))
+    tiny = g.const(np.float32(1e-11))
+    envelope = g.op("Where", g.op("Greater", envelope, tiny), envelope, g.const(np.float32(1.0)))
+    signal = g.op("Div", signal, g.op("Unsqueeze", envelope, g.ints(1)))
+    signal = g.op("Reshape", signal, g.ints(0, 0, -1))
+    start = {"spleeter": n_fft, "center": n_fft // 2, "valid": 0}[padding]
+    end = g.op("Add", length, g.ints(start))
+    missing = g.op("Max", g.op("Sub", end, g.dim(signal, 2)), g.ints(0))
+    signal = g.pad_axis(signal, 3, 2, 0, missing)
+    return g.slice(signal, start, end, 2)
+
+
+def _convert_core(spec, opset):
+    """tf2onnx conversion of the spectrogram core; returns (ModelProto, input name, output names
+    in ``spec['targets']`` order)."""
+    import tf2onnx
+
+    from kerasep.backend import tf
+
+    core, targets = spec["core"], spec["targets"]
+    shape = list(core.inputs[0].shape)
+    signature = [tf.TensorSpec([None] + shape[1:], tf.float32, name="core_input")]
+
+    @tf.function(input_signature=signature)
+    def fn(x):
+        out = core(x, training=False)
+        return [tf.identity(out[t], name=f"core_{i}") for i, t in enumerate(targets)]
+
+    proto, _ = tf2onnx.convert.from_function(fn, input_signature=signature, opset=opset)
+    inputs = [i.name for i in proto.graph.input]
+    outputs = [o.name for o in proto.graph.output]
+    if len(inputs) != 1 or len(outputs) != len(targets):
+        raise RuntimeError(
+            f"tf2onnx produced {len(inputs)} inputs / {len(outputs)} outputs for the core; "
+            f"expected 1 / {len(targets)}"
+        )
+    return proto, inputs[0], outputs
+
+
+def _spectral_graph(spec, opset, precision="float32"):
+    onnx = _onnx()
+    from onnx import compose, helper, TensorProto
+
+    core_proto, core_in, core_outs = _convert_core(spec, opset)
+    if precision == "float16":
+        # Only the network goes to float16 (float32 in/out); the FFTs, masks and overlap-add
+        # stay float32 (DFT has no float16 CPU kernel, and they need the accuracy).
+        core_proto = _to_float16(core_proto)
+    core_proto = compose.add_prefix(core_proto, "core/")
+    core_in, core_outs = "core/" + core_in, ["core/" + o for o in core_outs]
+
+    n_fft, hop = spec["n_fft"], spec["hop_length"]
+    if n_fft % hop or n_fft % 2:
+        raise NotImplementedError(
+            f"ONNX export needs an even n_fft that is a multiple of hop_length; "
+            f"found n_fft={n_fft}, hop_length={hop}"
+        )
+    nb_bins, targets = spec["nb_bins"], spec["targets"]
+    nb_channels = spec["nb_channels"]
+    full = n_fft // 2 + 1
+    ext = spec.get("mask_extension", "zeros")
+    g = _Graph()
+    x = "waveform"
+    batch, length = g.dim(x, 0), g.dim(x, 2)
+    frames, nb_frames = _frames(g, x, spec)
+    real, imag = _rfft(g, frames, n_fft, full if ext == "average" else nb_bins)
+    if ext == "average":
+        real_f, imag_f = g.slice(real, 0, nb_bins, 3), g.slice(imag, 0, nb_bins, 3)
+    else:
+        real_f, imag_f = real, imag
+    energy = g.op("Add", g.op("Mul", real_f, real_f), g.op("Mul", imag_f, imag_f))
+    power = float(spec.get("power", 1.0))
+    if power == 1.0:
+        mag = g.op("Sqrt", energy)
+    elif power == 2.0:
+        mag = energy
+    else:
+        mag = g.op("Pow", energy, g.const(np.float32(power / 2.0)))  # (b, c, f, nb_bins)
+
+    layout = spec["core_layout"]
+    if layout == "patches":
+        t = int(spec["patch_frames"])
+        m = g.op("Transpose", mag, perm=[0, 2, 3, 1])  # (b, f, nb_bins, c)
+        pad = g.op("Mod", g.op("Sub", g.ints(t), g.op("Mod", nb_frames, g.ints(t))), g.ints(t))
+        m = g.pad_axis(m, 4, 1, 0, pad)
+        g.op("Reshape", m, g.ints(-1, t, nb_bins, nb_channels), out=core_in)
+    elif layout == "frames":
+        g.op("Identity", mag, out=core_in)
+    else:
+        raise ValueError(f"core_layout must be 'patches' or 'frames'. Received: {layout!r}")
+    pre_nodes = list(g.nodes)
+    g.nodes = []
+
+    if spec["core_output"] == "magnitude":
+        p = float(spec.get("separation_exponent", 2.0))
+        powered = [g.op("Mul", o, o) if p == 2.0 else g.op("Pow", o, g.const(np.float32(p))) for o in core_outs]
+        total = powered[0]
+        for extra in powered[1:]:
+            total = g.op("Add", total, extra)
+        eps = float(spec.get("eps", 1e-10))
+        total = g.op("Add", total, g.const(np.float32(eps)))
+        share = g.const(np.float32(eps / len(core_outs)))
+        masks = [g.op("Div", g.op("Add", x_, share), total) for x_ in powered]
+    elif spec["core_output"] == "mask":
+        masks = list(core_outs)
+    else:
+        raise ValueError(f"core_output must be 'magnitude' or 'mask'. Received: {spec['core_output']!r}")
+    masks = dict(zip(targets, masks))
+
+    outputs = []
+    for target in spec["output_targets"]:
+        mask = masks[target]
+        if layout == "patches":
+            mask = g.op("Reshape", mask, g.op("Concat", batch, g.ints(-1, nb_bins, nb_channels), axis=0))
+            mask = g.slice(mask, 0, nb_frames, 1)
+            mask = g.op("Transpose", mask, perm=[0, 3, 1, 2])  # (b, c, f, nb_bins)
+        if ext == "average":
+            mean = g.op("ReduceMean", mask, axes=[3], keepdims=1)
+            shape = g.op("Concat", g.op("Shape", mask, end=3), g.ints(full - nb_bins), axis=0)
+            mask = g.op("Concat", mask, g.op("Expand", mean, shape), axis=3)
+            k = full
+        else:
+            k = nb_bins
+        y_re, y_im = g.op("Mul", real, mask), g.op("Mul", imag, mask)
+        frames_t = _irfft(g, y_re, y_im, n_fft, k)
+        out = _overlap_add(g, frames_t, nb_frames, length, spec)
+        g.op("Identity", out, out=target)
+        outputs.append(target)
+    post_nodes = g.nodes
+
+    wave_in = helper.make_tensor_value_info("waveform", TensorProto.FLOAT, ["batch", nb_channels, "nb_timesteps"])
+    outs = [helper.make_tensor_value_info(t, TensorProto.FLOAT, ["batch", nb_channels, "nb_timesteps"])
+            for t in outputs]
+    graph = helper.make_graph(
+        pre_nodes + list(core_proto.graph.node) + post_nodes,
+        "kerasep_separator",
+        [wave_in],
+        outs,
+        initializer=g.initializers + list(core_proto.graph.initializer),
+    )
+    opsets = {o.domain: o.version for o in core_proto.opset_import}
+    opsets[""] = max(opsets.get("", opset), opset)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()],
+                              producer_name="kerasep")
+    model.ir_version = min(model.ir_version, core_proto.ir_version) if core_proto.ir_version else model.ir_version
+    onnx.checker.check_model(model)
+    return model
+
+
+def _waveform_graph(model, spec, opset):
+    """Models with no STFT (e.g. Demucs): the whole Keras model through tf2onnx."""
+    import tf2onnx
+
+    from kerasep.backend import tf
+
+    onnx = _onnx()
+    targets = spec["output_targets"]
+    signature = [tf.TensorSpec([None, spec["nb_channels"], None], tf.float32, name="waveform")]
+
+    @tf.function(input_signature=signature)
+    def fn(waveform):
+        out = model(waveform, training=False)
+        return {t: tf.identity(out[t], name=t) for t in targets}
+
+    proto, _ = tf2onnx.convert.from_function(fn, input_signature=signature, opset=opset)
+    names = {o.name: o.name for o in proto.graph.output}
+    if set(names) != set(targets):  # rename outputs to the bare target names
+        for o in proto.graph.output:
+            base = o.name.split(":")[0]
+            if base in targets:
+                names[o.name] = base
+        for node in proto.graph.node:
+            node.output[:] = [names.get(n, n) for n in node.output]
+        for o in proto.graph.output:
+            o.name = names[o.name]
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def weights_sha256(model):
+    """sha256 of the weights: the registry's source files for a zoo model (``{file: sha256}``),
+    else of the model's variables (one digest over every weight array, in order)."""
+    name = getattr(model, "zoo_name", None)
+    if name:
+        from kerasep.zoo import registry
+
+        entry = registry.get(name)
+        files = registry.weight_source(entry["weights"])["files"]
+        return {"source": entry["weights"], "files": files}
+    h = hashlib.sha256()
+    for w in model.weights:
+        h.update(np.ascontiguousarray(np.asarray(w.numpy() if hasattr(w, "numpy") else w)).tobytes())
+    return {"source": "variables", "sha256": h.hexdigest()}
+
+
+def metadata(model, spec, precision="float32"):
+    """``metadata_props`` stored in exported files (all values are strings; lists/dicts JSON)."""
+    import kerasep
+
+    meta = {
+        "kerasep.version": kerasep.__version__,
+        "kerasep.family": spec["family"],
+        "kerasep.model": getattr(model, "zoo_name", None) or model.name,
+        "kerasep.sample_rate": str(spec["sample_rate"]),
+        "kerasep.nb_channels": str(spec["nb_channels"]),
+        "kerasep.targets": json.dumps(spec["output_targets"]),
+        "kerasep.weights_sha256": json.dumps(weights_sha256(model)),
+        "kerasep.precision": precision,
+        "kerasep.opset": str(OPSET),
+        "kerasep.input": "waveform (batch, nb_channels, nb_timesteps) float32",
+    }
+    for key in ("n_fft", "hop_length", "padding", "chunk_alignment", "chunk_context"):
+        if key in spec:
+            meta[f"kerasep.{key}"] = str(spec[key])
+    return meta
+
+
+def to_onnx(model, precision="float32", opset=OPSET):
+    """The ``onnx.ModelProto`` of a whole separator (see the module docstring).
+
+    Args:
+        model: a kerasep separator (zoo model, user-built, trained with ``fit``).
+        precision: ``"float32"``, ``"float16"`` (the core's weights and arithmetic in half
+            precision, STFT/iSTFT and masks in float32; input/outputs stay float32) or ``"int8"``
+            (dynamic int8 quantisation of the core's weights, onnxruntime.quantization).
+    """
+    from kerasep.export.spec import export_spec
+
+    if precision not in ("float32", "float16", "int8"):
+        raise ValueError(f"precision must be 'float32', 'float16' or 'int8'. Received: {precision!r}")
+    spec = export_spec(model)
+    if spec["kind"] == "spectral":
+        proto = _spectral_graph(spec, opset, precision)
+    else:
+        proto = _waveform_graph(model, spec, opset)
+        if precision == "float16":
+            proto = _to_float16(proto)
+    if precision == "int8":
+        proto = _to_int8(proto)
+    onnx = _onnx()
+    onnx.helper.set_model_props(proto, metadata(model, spec, precision))
+    return proto
+
+
+def _to_float16(proto):
+    try:
+        from onnxconverter_common import float16
+    except ImportError as exc:
+        raise ImportError("float16 export needs onnxconverter-common: pip install onnxconverter-common") from exc
+    return float16.convert_float_to_float16(proto, keep_io_types=True)
+
+
+def _to_int8(proto):
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = os.path.join(tmp, "f32.onnx"), os.path.join(tmp, "int8.onnx")
+        _onnx().save(proto, src)
+        nodes = [n.name for n in proto.graph.node if n.name.startswith("core/")]
+        quantize_dynamic(src, dst, weight_type=QuantType.QInt8, nodes_to_quantize=nodes)
+        return _onnx().load(dst)
+
+
+def save_onnx(model, path, precision="float32", check=True):
+    """Export ``model`` to ``path`` (``.onnx``), atomically. With ``check`` the file is loaded
+    back in onnxruntime and run once on a short input (an export that onnxruntime refuses is an
+    error, never a silent success). Returns the path."""
+    onnx = _onnx()
+    path = Path(path)
+    proto = to_onnx(model, precision=precision)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        onnx.save(proto, tmp)
+        if check:
+            _smoke_test(tmp, int(model.nb_channels))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return str(path)
+
+
+def _smoke_test(path, nb_channels):
+    import onnxruntime as ort
+
+    try:
+        sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        x = np.zeros((1, nb_channels, 3000), np.float32)
+        outs = sess.run(None, {"waveform": x})
+    except Exception as exc:
+        raise RuntimeError(f"the exported ONNX file does not run in onnxruntime: {exc}") from exc
+    for o in outs:
+        if o.shape != x.shape:
+            raise RuntimeError(f"exported ONNX output has shape {o.shape}; expected {x.shape}")
