@@ -195,6 +195,16 @@ class OpenUnmixSeparator(keras.Model):
         )
         self.istft = ISTFT(self.n_fft, self.hop_length, padding="center", name="istft")
 
+    @property
+    def chunk_alignment(self):
+        """Chunk borders fall on multiples of this many samples: one Wiener window
+        (``wiener_win_len * hop_length``), so chunked separation filters the same windows as
+        whole-file separation. (No ``chunk_context``: the BLSTMs see the whole input, so
+        :func:`kerasep.separate` cross-fades chunks processed with context.)"""
+        if self.niter > 0 and self.wiener_win_len:
+            return self.wiener_win_len * self.hop_length
+        return self.hop_length
+
     def build(self, input_shape=None):
         for model in self.target_models.values():
             model.build((None, self.nb_channels, None, self.nb_bins))
