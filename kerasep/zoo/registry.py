@@ -32,6 +32,31 @@ WEIGHT_SOURCES = {
             "prefix": "spleeter/pretrained_models/2stems/",
         },
     },
+    # Facebook AI Research's released Demucs v2 weights (demucs 2.x `pretrained.py`): bare state
+    # dicts named `<name>-<sha256[:8]>.th`. Upstream pins only that 8-hex sha256 prefix (torch.hub
+    # `check_hash=True`), so that prefix is what is checked here. Read without executing pickled
+    # code (kerasep.zoo.converters.demucs).
+    "demucs-v2": {
+        "format": "demucs-th",
+        "description": "Demucs v2 (64 channels), MUSDB18 train set, 4 sources",
+        "license": "MIT",
+        "files": {"demucs-e07c671f.th": "e07c671f"},
+        "url": "https://dl.fbaipublicfiles.com/demucs/v3.0/demucs-e07c671f.th",
+    },
+    "demucs-v2-48hq": {
+        "format": "demucs-th",
+        "description": "Demucs v2 (48 channels), MUSDB18-HQ train set, 4 sources",
+        "license": "MIT",
+        "files": {"demucs48_hq-28a1282c.th": "28a1282c"},
+        "url": "https://dl.fbaipublicfiles.com/demucs/v3.0/demucs48_hq-28a1282c.th",
+    },
+    "demucs-v2-extra": {
+        "format": "demucs-th",
+        "description": "Demucs v2 (64 channels), MUSDB18 + 150 extra songs, 4 sources",
+        "license": "MIT",
+        "files": {"demucs_extra-3646af93.th": "3646af93"},
+        "url": "https://dl.fbaipublicfiles.com/demucs/v3.0/demucs_extra-3646af93.th",
+    },
 }
 
 _UNET_2STEMS = {
@@ -49,6 +74,28 @@ _UNET_2STEMS = {
     "separation_exponent": 2.0,
     "mask_extension": "zeros",
     "eps": 1e-10,
+}
+
+# Demucs v2 as released (demucs 2.x `Demucs(sources=SOURCES, channels=...)` defaults).
+_DEMUCS_V2 = {
+    "targets": ["drums", "bass", "other", "vocals"],
+    "nb_channels": 2,
+    "sample_rate": 44100,
+    "channels": 64,
+    "growth": 2.0,
+    "depth": 6,
+    "kernel_size": 8,
+    "stride": 4,
+    "context": 3,
+    "lstm_layers": 2,
+    "rewrite": True,
+    "glu": True,
+    "resample": True,
+    "normalize": False,
+    "rescale": 0.1,
+    "variant": "v2",
+    "segment_seconds": 10.0,
+    "segment_overlap": 0.25,
 }
 
 MODELS = {
@@ -71,6 +118,27 @@ MODELS = {
         "description": "Spleeter 2-stems U-Net returning the accompaniment stem only",
         "config": dict(_UNET_2STEMS, output_targets=["accompaniment"]),
         "weights": "spleeter-2stems",
+        "license": "MIT",
+    },
+    "demucs": {
+        "family": "demucs",
+        "description": "Demucs v2 waveform U-Net (64 ch), drums/bass/other/vocals, official weights",
+        "config": dict(_DEMUCS_V2),
+        "weights": "demucs-v2",
+        "license": "MIT",
+    },
+    "demucs48-hq": {
+        "family": "demucs",
+        "description": "Demucs v2 waveform U-Net (48 ch), trained on MUSDB18-HQ, official weights",
+        "config": dict(_DEMUCS_V2, channels=48),
+        "weights": "demucs-v2-48hq",
+        "license": "MIT",
+    },
+    "demucs-extra": {
+        "family": "demucs",
+        "description": "Demucs v2 waveform U-Net (64 ch), MUSDB18 + 150 extra songs, official weights",
+        "config": dict(_DEMUCS_V2),
+        "weights": "demucs-v2-extra",
         "license": "MIT",
     },
 }

