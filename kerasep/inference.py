@@ -2,8 +2,11 @@
 
 :func:`separate` cuts long inputs into chunks; each chunk is processed with ``context`` samples
 of real audio on both sides, and only its middle is kept. For models that declare
-``chunk_alignment``/``chunk_context`` (the U-Net: one ``T``-frame patch), chunk borders fall on
-the model's own patch grid and the result equals whole-file processing, so there are no seams.
+``chunk_alignment``/``chunk_context``, chunk borders fall on the model's own patch grid and the
+result equals whole-file processing, so there are no seams. Spleeter-style U-Nets (STFT → masks of
+``T``-frame patches → iSTFT) are streamed block by block on that grid instead: each patch goes
+through the network once (no context recomputed) and the inverse STFT is overlap-added across
+blocks, which equals whole-file processing at a bounded memory cost.
 Models without such attributes get ``context_seconds`` of context and a linear cross-fade over
 it, as in overlap-add separation. Models declaring ``segment_seconds``/``segment_overlap``
 (Demucs) run on fixed-length segments overlapping by that fraction, with linear cross-fades;

