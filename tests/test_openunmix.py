@@ -212,3 +212,28 @@ def test_chunked_separation_has_no_seams():
         err = np.abs(whole[t] - chunked[t]).reshape(-1, 1000, 2).max(axis=(1, 2))
         ref = np.abs(whole[t]).reshape(-1, 1000, 2).max(axis=(1, 2))
         assert np.all(err < 0.05 * ref), (t, (err / ref).max())  # every 1000-sample block
+
+
+@pytest.mark.slow
+def test_export_onnx_and_saved_model_with_wiener_inside(tmp_path):
+    """kerasep.export: one .onnx file (STFT, target models, Wiener EM niter=1, iSTFT) run in
+    onnxruntime, and a SavedModel, both agreeing with the Keras model."""
+    import onnxruntime as ort
+
+    from kerasep import export
+
+    model = ours_from(torch_models(), niter=1, wiener_win_len=16, residual=True)
+    wave = (np.random.RandomState(5).randn(2, 2, 5000) * 0.3).astype("float32")
+    want = {t: y.numpy() for t, y in model(wave).items()}
+    path = export.export(model, tmp_path / "umx.onnx")
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    assert names == ["vocals", "drums", "residual"]
+    for name, got in zip(names, session.run(None, {"waveform": wave})):
+        assert got.shape == wave.shape
+        assert sdr(want[name], got) > 60, name
+    folder = export.export(model, tmp_path / "umx_saved_model", format="saved_model")
+    serving = tf.saved_model.load(folder).signatures["serving_default"]
+    got = serving(waveform=tf.constant(wave))
+    for name in names:
+        np.testing.assert_allclose(got[name].numpy(), want[name], rtol=1e-4, atol=1e-5)

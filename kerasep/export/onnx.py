@@ -296,8 +296,11 @@ def _spectral_graph(spec, opset, precision="float32"):
         g.op("Reshape", m, g.ints(-1, t, nb_bins, nb_channels), out=core_in)
     elif layout == "frames":
         g.op("Identity", mag, out=core_in)
+    elif layout == "stft":  # the core takes the complex STFT itself: (b, c, f, nb_bins, 2)
+        g.op("Concat", g.op("Unsqueeze", real_f, g.ints(4)), g.op("Unsqueeze", imag_f, g.ints(4)),
+             axis=4, out=core_in)
     else:
-        raise ValueError(f"core_layout must be 'patches' or 'frames'. Received: {layout!r}")
+        raise ValueError(f"core_layout must be 'patches', 'frames' or 'stft'. Received: {layout!r}")
     pre_nodes = list(g.nodes)
     g.nodes = []
 
@@ -313,12 +316,25 @@ def _spectral_graph(spec, opset, precision="float32"):
         masks = [g.op("Div", g.op("Add", x_, share), total) for x_ in powered]
     elif spec["core_output"] == "mask":
         masks = list(core_outs)
+    elif spec["core_output"] == "stft":  # the core returns each stem's STFT (b, c, f, nb_bins, 2)
+        masks = [None] * len(core_outs)
     else:
-        raise ValueError(f"core_output must be 'magnitude' or 'mask'. Received: {spec['core_output']!r}")
+        raise ValueError(
+            f"core_output must be 'magnitude', 'mask' or 'stft'. Received: {spec['core_output']!r}"
+        )
     masks = dict(zip(targets, masks))
+    core_by_target = dict(zip(targets, core_outs))
 
     outputs = []
     for target in spec["output_targets"]:
+        if spec["core_output"] == "stft":
+            stem = core_by_target[target]
+            y_re = g.op("Squeeze", g.slice(stem, 0, 1, 4), g.ints(4))
+            y_im = g.op("Squeeze", g.slice(stem, 1, 2, 4), g.ints(4))
+            out = _overlap_add(g, _irfft(g, y_re, y_im, n_fft, nb_bins), nb_frames, length, spec)
+            g.op("Identity", out, out=target)
+            outputs.append(target)
+            continue
         mask = masks[target]
         if layout == "patches":
             mask = g.op("Reshape", mask, g.op("Concat", batch, g.ints(-1, nb_bins, nb_channels), axis=0))

@@ -17,11 +17,14 @@ Spectral models (``"kind": "spectral"``) — STFT → magnitude → core → mas
 
   * ``"patches"``: ``(batch * nb_patches, T, nb_bins, nb_channels)``, frames cut into
     ``patch_frames`` (``T``)-frame patches, the last one zero-padded (the U-Net);
-  * ``"frames"``: ``(batch, nb_channels, nb_frames, nb_bins)``, any number of frames.
+  * ``"frames"``: ``(batch, nb_channels, nb_frames, nb_bins)``, any number of frames;
+  * ``"stft"``: the complex STFT itself, ``(batch, nb_channels, nb_frames, nb_bins, 2)`` (Open-Unmix:
+    its core holds the target models and the Wiener filter).
 
 - ``core_output``: ``"magnitude"`` (estimates turned into ratio masks across targets with
   ``separation_exponent`` and ``eps``, :class:`kerasep.layers.RatioMask`) or ``"mask"`` (the core
-  returns the masks themselves).
+  returns the masks themselves) or ``"stft"`` (the core returns each stem's complex STFT
+  ``(batch, nb_channels, nb_frames, nb_bins, 2)``, inverted as is).
 - ``targets`` (every core output, in order), ``output_targets`` (the stems the export returns).
 
 Waveform models (``"kind": "waveform"``, e.g. Demucs): the whole Keras model is converted by

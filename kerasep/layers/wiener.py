@@ -169,7 +169,7 @@ def _to_windows(t, axis, win):
     rank = t.shape.rank
     nb_frames = tf.shape(t)[axis]
     paddings = [[0, 0]] * rank
-    paddings[axis] = [0, (-nb_frames) % win]
+    paddings[axis] = [0, (win - nb_frames % win) % win]  # no negative modulo (ONNX)
     t = tf.pad(t, paddings)
     shape = _shape(t)
     t = tf.reshape(t, shape[:axis] + [-1, win] + shape[axis + 1 :])

@@ -17,7 +17,7 @@ import numpy as np
 
 from kerasep.backend import keras, tf
 from kerasep.layers.lstm_blocks import BinAffine, CropBins, lstm_stack
-from kerasep.layers.stft import ISTFT, STFT, Magnitude
+from kerasep.layers.stft import ISTFT, STFT
 from kerasep.layers.wiener import WienerFilter
 
 BN_EPSILON = 1e-5  # torch.nn.BatchNorm1d's default
@@ -119,7 +119,7 @@ class OpenUnmixSeparator(keras.Model):
 
     Attributes:
         target_models: ``{target: build_openunmix(...)}``, the trainable spectrogram models.
-        stft, magnitude, wiener, istft: the signal path's layers.
+        stft, wiener, istft: the signal path's layers.
     """
 
     def __init__(
@@ -177,7 +177,6 @@ class OpenUnmixSeparator(keras.Model):
 
         # === Layers ===
         self.stft = STFT(self.n_fft, self.hop_length, padding="center", pad_mode="reflect", name="stft")
-        self.magnitude = Magnitude(name="magnitude")
         self.target_models = {
             t: build_openunmix(
                 self.nb_bins,
@@ -217,14 +216,48 @@ class OpenUnmixSeparator(keras.Model):
             [self.target_models[t](mix_magnitude, training=training) for t in self.targets], axis=1
         )
 
+    @staticmethod
+    def mix_magnitude(mix_stft):
+        """``|X|`` of a ``(..., 2)`` real/imag STFT with real arithmetic only (exportable to ONNX,
+        exact, and with a zero gradient at silent bins)."""
+        energy = tf.reduce_sum(tf.square(mix_stft), axis=-1)
+        nonzero = energy > 0
+        return tf.where(nonzero, tf.sqrt(tf.where(nonzero, energy, tf.ones_like(energy))), 0.0)
+
     def separate_stft(self, mix_stft, training=False):
         """``(batch, nb_stems, nb_channels, nb_frames, nb_bins, 2)`` stem STFTs (targets, then the
         residual) for a mixture STFT ``(batch, nb_channels, nb_frames, nb_bins, 2)``."""
-        estimates = self.estimate_spectrograms(self.magnitude(mix_stft), training=training)
+        estimates = self.estimate_spectrograms(self.mix_magnitude(mix_stft), training=training)
         return self.wiener(estimates, mix_stft)
 
+    @property
+    def stems(self):
+        """Every stem the Wiener filter produces: the targets, then ``"residual"`` if enabled."""
+        return self.targets + (["residual"] if self.residual else [])
+
+    def export_spec(self):
+        """How :mod:`kerasep.export` splits this model: STFT/iSTFT as signal processing, and a
+        core ``(batch, nb_channels, nb_frames, nb_bins, 2)`` mixture STFT → ``{stem: STFT}``
+        holding the target models and the Wiener filter (see :mod:`kerasep.export.spec`)."""
+        inputs = keras.Input((self.nb_channels, None, self.nb_bins, 2), name="mix_stft")
+        outputs = _SeparateSTFT(self, name="separate_stft")(inputs)
+        return {
+            "kind": "spectral",
+            "n_fft": self.n_fft,
+            "hop_length": self.hop_length,
+            "padding": "center",
+            "pad_mode": "reflect",
+            "nb_bins": self.nb_bins,
+            "mask_extension": "zeros",
+            "power": 1.0,
+            "core": keras.Model(inputs, outputs, name="openunmix_core"),
+            "core_layout": "stft",
+            "core_output": "stft",
+            "targets": self.stems,
+        }
+
     def call(self, waveform, training=False):
-        stems = self.targets + (["residual"] if self.residual else [])
+        stems = self.stems
         spec = self.separate_stft(self.stft(waveform), training=training)
         return {
             t: self.istft(spec[:, stems.index(t)], length=waveform) for t in self.output_targets
@@ -250,3 +283,19 @@ class OpenUnmixSeparator(keras.Model):
             output_targets=self.output_targets,
         )
         return config
+
+
+class _SeparateSTFT(keras.layers.Layer):
+    """Export helper (not serialised): a separator's :meth:`OpenUnmixSeparator.separate_stft` as
+    one layer returning ``{stem: (batch, nb_channels, nb_frames, nb_bins, 2)}``."""
+
+    def __init__(self, separator, **kwargs):
+        super().__init__(**kwargs)
+        self.separator = separator
+
+    def call(self, mix_stft):
+        spec = self.separator.separate_stft(mix_stft, training=False)
+        return {stem: spec[:, j] for j, stem in enumerate(self.separator.stems)}
+
+    def compute_output_shape(self, input_shape):
+        return {stem: tuple(input_shape) for stem in self.separator.stems}
