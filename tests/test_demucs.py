@@ -415,3 +415,41 @@ def test_cli_two_stems_and_shifts(local_demucs_source, tmp_path, shared_data):
     assert sf.info(out / "mix" / "vocals.wav").frames == 2 * rate
     assert main(argv) == 1  # refuses to overwrite
     assert main(argv[:-7] + ["--two-stems", "guitar", "-q"]) == 2
+
+
+# --- export (kerasep.export): SavedModel and single-file ONNX ----------------------------------
+
+
+@pytest.mark.slow
+def test_export_saved_model_and_onnx_match_demucs(mixture, tmp_path):
+    """Same weights as ``demucs.demucs.Demucs``; the exported files run on the real track (any
+    length, batch) and match the PyTorch reference."""
+    import demucs.demucs as dd
+    import onnxruntime as ort
+
+    from kerasep import export
+    from kerasep.backend import tf
+
+    torch.manual_seed(6)
+    kwargs = dict(channels=4, depth=4, lstm_layers=2, dconv_mode=0, gelu=False, norm_starts=99, context=1,
+                  normalize=True)
+    ref = dd.Demucs(SOURCES, **kwargs).eval()
+    model = _from_package({"klass": "demucs.demucs.Demucs", "args": [SOURCES], "kwargs": kwargs,
+                           "state": _state(ref)})
+    x = np.concatenate([_batch(mixture, 3.0), _batch(mixture[44100:], 3.0)])  # batch of 2
+    with torch.no_grad():
+        expected = ref(torch.from_numpy(x)).numpy()
+
+    onnx_path = export.export(model, tmp_path / "demucs.onnx")
+    assert [p.name for p in tmp_path.iterdir()] == ["demucs.onnx"]  # one self-contained file
+    sess = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
+    got = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"waveform": x})))
+    sm = tf.saved_model.load(export.export(model, tmp_path / "demucs_saved_model"))
+    served = sm.signatures["serving_default"](waveform=tf.constant(x))
+    for i, t in enumerate(SOURCES):
+        assert got[t].shape == x.shape
+        assert _rel(got[t], expected[:, i]) <= 1e-4, t
+        assert _rel(served[t].numpy(), expected[:, i]) <= 1e-4, t
+    odd = _batch(mixture, 1.2345)  # another, odd length: dynamic time axis
+    y = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"waveform": odd})))
+    assert y["vocals"].shape == odd.shape

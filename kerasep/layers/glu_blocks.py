@@ -134,8 +134,10 @@ class ResampleFrac(keras.layers.Layer):
         self._old, self._new = self.old_sr // gcd, self.new_sr // gcd
         if self._old != self._new:
             kernels, self._width = sinc_resample_kernels(self._old, self._new, self.zeros, self.rolloff)
-            # Conv1D kernel (filter_width, 1, new_sr): output channel i is polyphase filter i.
-            self._kernel = tf.constant(kernels.T[:, None, :].astype(np.float32))
+            # Conv1D kernel (filter_width, 1, new_sr): output channel i is polyphase filter i. Kept
+            # as numpy and made a constant inside `call`, so traced graphs embed it (a captured
+            # eager tensor would become an extra graph input, e.g. for tf2onnx).
+            self._kernel = np.ascontiguousarray(kernels.T[:, None, :].astype(np.float32))
 
     def call(self, x):
         if self._old == self._new:
@@ -147,7 +149,7 @@ class ResampleFrac(keras.layers.Layer):
         y = tf.concat(
             [tf.repeat(y[:, :1], w, axis=1), y, tf.repeat(y[:, -1:], w + self._old, axis=1)], axis=1
         )
-        y = tf.nn.conv1d(y, self._kernel, stride=self._old, padding="VALID")  # (B*C, frames, new)
+        y = tf.nn.conv1d(y, tf.constant(self._kernel), stride=self._old, padding="VALID")  # (B*C, frames, new)
         out_len = (length * self._new) // self._old
         y = tf.reshape(y, [batch, channels, -1])[:, :, :out_len]
         return tf.transpose(y, [0, 2, 1])

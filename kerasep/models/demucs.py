@@ -177,7 +177,9 @@ class Demucs(keras.Model):
         final crop) is at least ``length`` long. ``length`` may be an int or an int32 tensor.
         """
         def ceil_div(a, b):
-            return -((-a) // b)
+            # (a + b - 1) // b, not -(-a // b): integer division of negatives differs between
+            # TensorFlow (floor) and ONNX (truncation); a < 0 only when clipped to 1 below.
+            return (a + b - 1) // b
 
         if self.resample:
             length = length * 2
