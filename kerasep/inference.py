@@ -175,7 +175,10 @@ PATCH_GRID_MAX_PATCHES = 2
 def _on_patch_grid(model):
     """Spleeter-style models (STFT → masks of ``T``-frame patches → iSTFT) that can be streamed
     block by block on their own patch grid."""
-    return all(hasattr(model, a) for a in ("estimate_masks", "apply_mask", "T", "n_fft", "hop_length"))
+    framing = getattr(getattr(model, "stft", None), "padding", None)  # the block maths assume it
+    return framing == "spleeter" and all(
+        hasattr(model, a) for a in ("estimate_masks", "apply_mask", "T", "F", "n_fft", "hop_length")
+    )
 
 
 @functools.lru_cache(maxsize=8)
