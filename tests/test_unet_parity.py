@@ -184,6 +184,17 @@ def test_chunked_equals_whole_file_without_clicks(unet_2stems, mixtures):
             )
 
 
+@pytest.mark.parametrize("nb_timesteps", [1, 3000, 524288 - 4096 + 17])
+def test_streaming_short_inputs_equal_whole_file(unet_2stems, mixtures, nb_timesteps):
+    """Inputs shorter than a frame, or ending just past a patch's last full frame."""
+    mix = mixtures["stereo_mp3"][44100 : 44100 + nb_timesteps]
+    whole = {t: np.asarray(y)[0].T for t, y in unet_2stems(mix.T[None], training=False).items()}
+    streamed = kerasep.separate(mix, model=unet_2stems, chunk_seconds=1.0)
+    for target in TARGETS:
+        assert streamed[target].shape == mix.shape
+        np.testing.assert_allclose(streamed[target], whole[target], rtol=0, atol=1e-4, err_msg=target)
+
+
 # --- pinned outputs --------------------------------------------------------------------------
 
 # kerasep.separate(MIXTURE_MP3, "unet-2stems")[target][220500:220504] (5 s in, where both stems
