@@ -52,6 +52,10 @@ setup(
             # demucs 4.1.0's Demucs class (+ julius, einops); no torchaudio (only its `train` extra).
             # demucs 2.0.3's model.py is fetched by the tests themselves (tests/reference).
             "demucs==4.1.0",
+            # openunmix 1.3.0 is NOT listed: its torchaudio requirement breaks torch 2.13. The
+            # tests take it as a sha256-checked `pip download --no-deps` wheel (pure Python,
+            # imported from the zip; tests/reference/openunmix_ref.py), or use a copy installed
+            # with `pip install --no-deps openunmix==1.3.0`.
         ],
     },
     entry_points={"console_scripts": ["kerasep=kerasep.cli:main"]},
