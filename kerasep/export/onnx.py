@@ -192,16 +192,23 @@ def _irfft(g, real, imag, n_fft, nb_bins):
     return g.op("Reshape", z, g.ints(0, 0, 0, n_fft))
 
 
+def _windowed_ola(g, frames, n_fft, hop):
+    """Frames (b, c, nb_frames, n_fft) × window, overlap-added by summing ``n_fft / hop`` shifted
+    block copies → (b, c, nb_frames + n_fft / hop - 1, 1, hop) (not divided by the envelope)."""
+    r = n_fft // hop
+    frames = g.op("Mul", frames, g.const(_hann(n_fft), np.float32, "window"))
+    blocks = g.op("Reshape", frames, g.ints(0, 0, 0, r, hop))
+    parts = [g.pad_axis(g.slice(blocks, k, k + 1, 3), 5, 2, k, r - 1 - k) for k in range(r)]
+    return g.op("Sum", *parts) if r > 1 else parts[0]
+
+
 def _overlap_add(g, frames, nb_frames, length, spec):
     """Windowed overlap-add of ``frames`` (b, c, nb_frames, n_fft), divided by the squared-window
     envelope (as :class:`kerasep.layers.ISTFT`), cropped to ``length`` samples."""
     n_fft, hop, padding = spec["n_fft"], spec["hop_length"], spec["padding"]
     r = n_fft // hop
     window = _hann(n_fft)
-    frames = g.op("Mul", frames, g.const(window, np.float32, "window"))
-    blocks = g.op("Reshape", frames, g.ints(0, 0, 0, r, hop))
-    parts = [g.pad_axis(g.slice(blocks, k, k + 1, 3), 5, 2, k, r - 1 - k) for k in range(r)]
-    signal = g.op("Sum", *parts) if r > 1 else parts[0]  # (b, c, nb_frames + r - 1, 1, hop)
+    signal = _windowed_ola(g, frames, n_fft, hop)  # (b, c, nb_frames + r - 1, 1, hop)
     # envelope[j] = sum_k w²[k-th block] * [0 <= j - k < nb_frames]
     j = g.op("Range", g.const(np.int64(0)), g.op("Squeeze", g.op("Add", nb_frames, g.ints(r - 1)), g.ints(0)),
              g.const(np.int64(1)))
@@ -256,6 +263,8 @@ def _spectral_graph(spec, opset, precision="float32"):
         # Only the network goes to float16 (float32 in/out); the FFTs, masks and overlap-add
         # stay float32 (DFT has no float16 CPU kernel, and they need the accuracy).
         core_proto = _to_float16(core_proto)
+    elif precision == "int8":
+        core_proto = _to_int8(core_proto)
     core_proto = compose.add_prefix(core_proto, "core/")
     core_in, core_outs = "core/" + core_in, ["core/" + o for o in core_outs]
 
@@ -265,6 +274,8 @@ def _spectral_graph(spec, opset, precision="float32"):
             f"ONNX export needs an even n_fft that is a multiple of hop_length; "
             f"found n_fft={n_fft}, hop_length={hop}"
         )
+    if spec["core_layout"] == "patches" and spec["padding"] == "spleeter":
+        return _finish(onnx, _patch_stream_graph(spec, core_proto, core_in, core_outs), core_proto, opset)
     nb_bins, targets = spec["nb_bins"], spec["targets"]
     nb_channels = spec["nb_channels"]
     full = n_fft // 2 + 1
@@ -293,7 +304,7 @@ def _spectral_graph(spec, opset, precision="float32"):
         m = g.op("Transpose", mag, perm=[0, 2, 3, 1])  # (b, f, nb_bins, c)
         pad = g.op("Mod", g.op("Sub", g.ints(t), g.op("Mod", nb_frames, g.ints(t))), g.ints(t))
         m = g.pad_axis(m, 4, 1, 0, pad)
-        g.op("Reshape", m, g.ints(-1, t, nb_bins, nb_channels), out=core_in)
+        patches = g.op("Reshape", m, g.ints(-1, t, nb_bins, nb_channels))
     elif layout == "frames":
         g.op("Identity", mag, out=core_in)
     elif layout == "stft":  # the core takes the complex STFT itself: (b, c, f, nb_bins, 2)
@@ -301,6 +312,12 @@ def _spectral_graph(spec, opset, precision="float32"):
              axis=4, out=core_in)
     else:
         raise ValueError(f"core_layout must be 'patches', 'frames' or 'stft'. Received: {layout!r}")
+    if layout == "patches":
+        # The core runs patch by patch in a Scan: peak memory is one patch's activations whatever
+        # the input length (so long chunks, with little context overhead, stay within bounds).
+        core_nodes, core_outs = [], _scan_core(g, core_proto, core_in, core_outs, patches)
+    else:
+        core_nodes = list(core_proto.graph.node)
     pre_nodes = list(g.nodes)
     g.nodes = []
 
@@ -358,12 +375,18 @@ def _spectral_graph(spec, opset, precision="float32"):
     outs = [helper.make_tensor_value_info(t, TensorProto.FLOAT, ["batch", nb_channels, "nb_timesteps"])
             for t in outputs]
     graph = helper.make_graph(
-        pre_nodes + list(core_proto.graph.node) + post_nodes,
+        pre_nodes + core_nodes + post_nodes,
         "kerasep_separator",
         [wave_in],
         outs,
         initializer=g.initializers + list(core_proto.graph.initializer),
     )
+    return _finish(onnx, graph, core_proto, opset)
+
+
+def _finish(onnx, graph, core_proto, opset):
+    from onnx import helper
+
     opsets = {o.domain: o.version for o in core_proto.opset_import}
     opsets[""] = max(opsets.get("", opset), opset)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()],
@@ -371,6 +394,139 @@ def _spectral_graph(spec, opset, precision="float32"):
     model.ir_version = min(model.ir_version, core_proto.ir_version) if core_proto.ir_version else model.ir_version
     onnx.checker.check_model(model)
     return model
+
+
+def _ratio_masks(g, estimates, spec):
+    p = float(spec.get("separation_exponent", 2.0))
+    powered = [g.op("Mul", o, o) if p == 2.0 else g.op("Pow", o, g.const(np.float32(p))) for o in estimates]
+    total = powered[0]
+    for extra in powered[1:]:
+        total = g.op("Add", total, extra)
+    eps = float(spec.get("eps", 1e-10))
+    total = g.op("Add", total, g.const(np.float32(eps)))
+    share = g.const(np.float32(eps / len(estimates)))
+    return [g.op("Div", g.op("Add", x_, share), total) for x_ in powered]
+
+
+def _patch_stream_graph(spec, core_proto, core_in, core_outs):
+    """Spleeter framing + ``T``-frame patch core, streamed patch by patch in a Scan.
+
+    Spleeter frame ``k`` covers padded samples ``[k * hop, k * hop + n_fft)``, so patch ``p`` needs
+    the segment ``[p * T * hop, p * T * hop + (T - 1) * hop + n_fft)``. The Scan body takes one
+    segment per step (batch kept), computes its ``T`` frames' STFT, the core, ratio masks, masking,
+    inverse FFT and windowed overlap-add within the segment; outside, consecutive segments are
+    overlap-added (each overlaps the next by ``n_fft - hop`` samples), divided by the squared-window
+    envelope (periodic inside the input, as every covering frame exists) and cropped. Frames past
+    the input are all zeros, as the Keras model's zero-padded patches. Memory: one patch at a time.
+    """
+    from onnx import TensorProto, helper
+
+    n_fft, hop, t = spec["n_fft"], spec["hop_length"], int(spec["patch_frames"])
+    r = n_fft // hop
+    nb_bins, targets, nb_channels = spec["nb_bins"], spec["targets"], spec["nb_channels"]
+    full = n_fft // 2 + 1
+    ext = spec.get("mask_extension", "zeros")
+    block, tail = t * hop, n_fft - hop
+    if tail > block:
+        raise NotImplementedError(f"patches of {t} frames are shorter than a window (n_fft={n_fft})")
+
+    # --- Scan body: one segment (b, c, (T - 1) * hop + n_fft) → {target: windowed OLA} ---
+    b = _Graph(prefix="body")
+    frames, nb_frames = _frames(b, "body/segment", dict(spec, padding="valid"))
+    real, imag = _rfft(b, frames, n_fft, full if ext == "average" else nb_bins)
+    real_f, imag_f = (b.slice(real, 0, nb_bins, 3), b.slice(imag, 0, nb_bins, 3)) if ext == "average" else (real, imag)
+    energy = b.op("Add", b.op("Mul", real_f, real_f), b.op("Mul", imag_f, imag_f))
+    power = float(spec.get("power", 1.0))
+    mag = b.op("Sqrt", energy) if power == 1.0 else energy if power == 2.0 else b.op(
+        "Pow", energy, b.const(np.float32(power / 2.0)))
+    b.op("Transpose", mag, perm=[0, 2, 3, 1], out=core_in)  # (b, T, nb_bins, c)
+    pre = list(b.nodes)
+    b.nodes = []
+    if spec["core_output"] == "magnitude":
+        masks = _ratio_masks(b, core_outs, spec)
+    elif spec["core_output"] == "mask":
+        masks = list(core_outs)
+    else:
+        raise ValueError(f"patch cores return 'magnitude' or 'mask'. Received: {spec['core_output']!r}")
+    masks = dict(zip(targets, masks))
+    body_outs = []
+    for target in spec["output_targets"]:
+        mask = b.op("Transpose", masks[target], perm=[0, 3, 1, 2])  # (b, c, T, nb_bins)
+        k = nb_bins
+        if ext == "average":
+            mean = b.op("ReduceMean", mask, axes=[3], keepdims=1)
+            shape = b.op("Concat", b.op("Shape", mask, end=3), b.ints(full - nb_bins), axis=0)
+            mask = b.op("Concat", mask, b.op("Expand", mean, shape), axis=3)
+            k = full
+        y = _irfft(b, b.op("Mul", real, mask), b.op("Mul", imag, mask), n_fft, k)
+        out = b.op("Reshape", _windowed_ola(b, y, n_fft, hop), b.ints(0, 0, -1), out=f"body/{target}")
+        body_outs.append(helper.make_tensor_value_info(out, TensorProto.FLOAT, None))
+    body = helper.make_graph(
+        pre + list(core_proto.graph.node) + b.nodes, "patch_step",
+        [helper.make_tensor_value_info("body/segment", TensorProto.FLOAT, None)], body_outs,
+        initializer=b.initializers,
+    )
+
+    # --- outer graph ---
+    g = _Graph()
+    x = "waveform"
+    length = g.dim(x, 2)
+    hop_c, block_c = g.ints(hop), g.ints(block)
+    padded = g.op("Add", length, g.ints(n_fft))
+    nb_frames = g.op("Div", g.op("Add", padded, g.ints(hop - 1)), hop_c)  # Spleeter: ceil
+    nb_patches = g.op("Div", g.op("Add", nb_frames, g.ints(t - 1)), g.ints(t))
+    main = g.op("Mul", nb_patches, block_c)
+    total = g.op("Add", main, g.ints(tail))
+    xp = g.pad_axis(x, 3, 2, n_fft, g.op("Sub", total, padded))
+    blocks = g.op("Reshape", g.slice(xp, 0, main, 2), g.ints(0, 0, -1, block))  # (b, c, P, block)
+    nxt = g.pad_axis(g.slice(xp, block, total, 2), 3, 2, 0, block - tail)
+    tails = g.slice(g.op("Reshape", nxt, g.ints(0, 0, -1, block)), 0, tail, 3)  # (b, c, P, tail)
+    segments = g.op("Transpose", g.op("Concat", blocks, tails, axis=3), perm=[2, 0, 1, 3])
+    stacked = [g.name(f"scan_{t_}") for t_ in spec["output_targets"]]
+    g.nodes.append(helper.make_node("Scan", [segments], stacked, name=g.name("Scan"), num_scan_inputs=1, body=body))
+    w2 = _hann(n_fft) ** 2
+    envelope = w2.reshape(r, hop).sum(axis=0)
+    envelope[envelope <= 1e-11] = 1.0
+    env = g.const(envelope.astype(np.float32), hint="envelope")
+    outputs = []
+    for target, seg in zip(spec["output_targets"], stacked):
+        seg = g.op("Transpose", seg, perm=[1, 2, 0, 3])  # (b, c, P, block + tail)
+        head = g.op("Reshape", g.slice(seg, 0, block, 3), g.ints(0, 0, -1))
+        spill = g.slice(g.pad_axis(g.slice(seg, block, block + tail, 3), 4, 2, 1, 0), 0, nb_patches, 2)
+        spill = g.op("Reshape", g.pad_axis(spill, 4, 3, 0, block - tail), g.ints(0, 0, -1))
+        signal = g.op("Reshape", g.op("Add", head, spill), g.ints(0, 0, -1, hop))
+        signal = g.op("Reshape", g.op("Div", signal, env), g.ints(0, 0, -1))
+        g.slice(signal, g.ints(n_fft), g.op("Add", length, g.ints(n_fft)), 2)
+        g.op("Identity", g.nodes[-1].output[0], out=target)
+        outputs.append(target)
+    wave_in = helper.make_tensor_value_info("waveform", TensorProto.FLOAT, ["batch", nb_channels, "nb_timesteps"])
+    outs = [helper.make_tensor_value_info(t_, TensorProto.FLOAT, ["batch", nb_channels, "nb_timesteps"])
+            for t_ in outputs]
+    return helper.make_graph(g.nodes, "kerasep_separator", [wave_in], outs,
+                             initializer=g.initializers + list(core_proto.graph.initializer))
+
+
+def _scan_core(g, core_proto, core_in, core_outs, patches):
+    """Append a Scan over the first axis of ``patches`` (nb_patches, T, F, C) whose body is the
+    core (its initializers stay in the outer graph); returns the stacked outputs' names."""
+    from onnx import TensorProto, helper
+
+    body_in = "core/scan_patch"
+    nodes = [helper.make_node("Unsqueeze", [body_in, "core/scan_axis0"], [core_in], name="core/scan_unsqueeze")]
+    nodes += list(core_proto.graph.node)
+    body_outs = []
+    for i, name in enumerate(core_outs):
+        out = f"core/scan_out_{i}"
+        nodes.append(helper.make_node("Squeeze", [name, "core/scan_axis0"], [out], name=f"core/scan_squeeze_{i}"))
+        body_outs.append(helper.make_tensor_value_info(out, TensorProto.FLOAT, None))
+    axis0 = helper.make_tensor("core/scan_axis0", TensorProto.INT64, [1], [0])
+    body = helper.make_graph(
+        nodes, "core_per_patch", [helper.make_tensor_value_info(body_in, TensorProto.FLOAT, None)],
+        body_outs, initializer=[axis0],
+    )
+    stacked = [g.name(f"core_out{i}") for i in range(len(core_outs))]
+    g.nodes.append(helper.make_node("Scan", [patches], stacked, name=g.name("Scan"), num_scan_inputs=1, body=body))
+    return stacked
 
 
 def _waveform_graph(model, spec, opset):
@@ -461,8 +617,8 @@ def to_onnx(model, precision="float32", opset=OPSET):
         proto = _waveform_graph(model, spec, opset)
         if precision == "float16":
             proto = _to_float16(proto)
-    if precision == "int8":
-        proto = _to_int8(proto)
+        elif precision == "int8":
+            proto = _to_int8(proto)
     onnx = _onnx()
     onnx.helper.set_model_props(proto, metadata(model, spec, precision))
     return proto
@@ -482,8 +638,7 @@ def _to_int8(proto):
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = os.path.join(tmp, "f32.onnx"), os.path.join(tmp, "int8.onnx")
         _onnx().save(proto, src)
-        nodes = [n.name for n in proto.graph.node if n.name.startswith("core/")]
-        quantize_dynamic(src, dst, weight_type=QuantType.QInt8, nodes_to_quantize=nodes)
+        quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
         return _onnx().load(dst)
 
 
