@@ -214,8 +214,10 @@ class Adapter:
     def _magnitude_features(self, mix, ys):
         sep = self.separator
 
+        magnitude = getattr(sep, "mix_magnitude", None) or sep.magnitude
+
         def mag(w):
-            return sep.magnitude(sep.stft(w))
+            return magnitude(sep.stft(w))
 
         return mag(mix), {t: mag(ys[t]) for t in self.targets}
 
