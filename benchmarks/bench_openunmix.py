@@ -1,8 +1,8 @@
 """Speed and memory of Open-Unmix (umxhq architecture) on CPU: kerasep TF, kerasep ONNX and the
 ``openunmix`` PyTorch package, side by side, same weights, same input, one run each.
 
-In one run, on a real input (the MUSDB18 test track's mixture looped to ``--seconds``, 600 s by
-default):
+In one run, on a real input (the MUSDB18 test track's mixture looped to ``--seconds``, 60 s by
+default; openunmix runs at about 3x real time on a loaded 2-core machine):
 
 - the same weights in all three engines: random umxhq-size weights (4 targets, hidden 512,
   max_bin 1487; ``--weights FOLDER`` takes real ``{target}-{hash}.pth`` files instead), converted
@@ -15,13 +15,14 @@ default):
   its ``predict.separate`` does (torch threads = cores);
 
 each engine in a fresh subprocess that prints its processing time and its peak resident memory
-(VmHWM). Printed: real-time factors (processing seconds / audio seconds, lower is faster), the
+(VmHWM); then ours again on a ``--rss-seconds`` input (600 s = 10 min by default) for peak memory.
+The TF time includes tracing the graph once. Printed: real-time factors (processing seconds / audio seconds, lower is faster), the
 speed-ups of ours over openunmix (target: ONNX >= 1.2x), peak RSS of each (target for ours:
 < 3 GB on a 10-minute input) and the SDR between our TF output and openunmix's.
 
 Usage (repository root; needs the ``test`` extra, openunmix installed with ``--no-deps``)::
 
-    python benchmarks/bench_openunmix.py [--seconds 600] [--engines tf onnx torch]
+    python benchmarks/bench_openunmix.py [--seconds 60] [--rss-seconds 600] [--engines tf onnx torch]
 """
 import argparse
 import json
@@ -82,6 +83,11 @@ def _torch_models(workdir):
     return models
 
 
+def _chunk():
+    value = os.environ.get("KERASEP_BENCH_CHUNK_SECONDS")
+    return float(value) if value else None  # None: each engine's default
+
+
 def child(engine, seconds, workdir, out):
     """Fresh process: separate the input with one engine; write time, RSS and (a slice of) stems."""
     import numpy as np
@@ -94,13 +100,13 @@ def child(engine, seconds, workdir, out):
 
         model = zoo.load(str(Path(workdir) / "umx.keras"))
         start = time.perf_counter()
-        stems = separate_array(mix, model)
+        stems = separate_array(mix, model, chunk_seconds=_chunk())
     elif engine == "onnx":
         from kerasep.export import runner
 
         model = runner.OnnxSeparator(str(Path(workdir) / "umx.onnx"))
         start = time.perf_counter()
-        stems = runner.separate_array(model, mix)
+        stems = runner.separate_array(model, mix, chunk_seconds=_chunk())
     else:
         import torch
 
@@ -150,8 +156,14 @@ def prepare(workdir, weights):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=600.0, help="input length (default 600)")
+    parser.add_argument("--seconds", type=float, default=60.0,
+                        help="input length of the speed comparison (default 60)")
     parser.add_argument("--engines", nargs="+", default=["tf", "onnx", "torch"], choices=["tf", "onnx", "torch"])
+    parser.add_argument("--rss-seconds", type=float, default=600.0,
+                        help="input length of the peak-memory runs of ours (default 600 = 10 min)")
+    parser.add_argument("--chunk-seconds", type=float,
+                        help="chunk length for ours (default: kerasep's 60 s, the ONNX runner's 30 s)")
+    parser.add_argument("--workdir", help="keep the converted/exported weights here (reused if present)")
     parser.add_argument("--weights", help="folder with real {target}-{hash}.pth files (default: random)")
     parser.add_argument("--child", nargs=4, metavar=("ENGINE", "SECONDS", "WORKDIR", "OUT"),
                         help=argparse.SUPPRESS)
@@ -164,29 +176,23 @@ def main(argv=None):
 
     import numpy as np
 
+    if args.chunk_seconds:
+        os.environ["KERASEP_BENCH_CHUNK_SECONDS"] = str(args.chunk_seconds)
+
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"input: {TRACK.name} looped to {args.seconds:.0f} s")
-    with tempfile.TemporaryDirectory() as workdir:
+          f"input: {TRACK.parent.name}/{TRACK.name} looped to {args.seconds:.0f} s (speed) and "
+          f"{args.rss_seconds:.0f} s (memory); chunks for ours: "
+          f"{args.chunk_seconds or 'default (TF 60 s, ONNX runner 30 s)'}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = args.workdir or tmp
+        Path(workdir).mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
-        config = prepare(workdir, args.weights)
-        print(f"weights: {'real from ' + args.weights if args.weights else 'random'} "
-              f"(hidden {config['hidden_size']}, max_bin {config['max_bin']}), converted + exported "
-              f"in {time.perf_counter() - start:.0f} s")
-        results, stems = {}, {}
-        for engine in args.engines:
-            out = Path(workdir) / f"{engine}.npz"
-            cmd = [sys.executable, __file__, "--child", engine, str(args.seconds), workdir, str(out)]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
-            if proc.returncode != 0 or not lines:
-                print(f"{engine}: FAILED (exit {proc.returncode}): {proc.stderr.strip()[-1500:]}")
-                continue
-            results[engine] = json.loads(lines[-1])
-            stems[engine] = dict(np.load(out))
-            r = results[engine]
-            print(f"{engine:>5}: {r['seconds']:.1f} s for {args.seconds:.0f} s audio, "
-                  f"RTF {r['seconds'] / args.seconds:.3f}, peak RSS {r['peak_rss'] / 1024**3:.2f} GB",
-                  flush=True)
+        if not (Path(workdir) / "umx.onnx").is_file():
+            config = prepare(workdir, args.weights)
+            print(f"weights: {'real from ' + args.weights if args.weights else 'random'} "
+                  f"(hidden {config['hidden_size']}, max_bin {config['max_bin']}), converted + exported "
+                  f"in {time.perf_counter() - start:.0f} s", flush=True)
+        results, stems = run_engines(args.engines, args.seconds, workdir)
         if "torch" in results:
             for engine in ("tf", "onnx"):
                 if engine in results:
@@ -200,13 +206,37 @@ def main(argv=None):
                         ref, est = stems["torch"][t], stems[engine][t]
                         vals.append(10 * np.log10(np.sum(ref**2) / np.sum((ref - est) ** 2)))
                     print(f"SDR ours ({engine}, chunked) vs openunmix (whole file): "
-                          + ", ".join(f"{t} {v:.1f} dB" for t, v in zip(TARGETS, vals)))
-        if "tf" in results:
-            rss = results["tf"]["peak_rss"]
-            print(f"peak RSS ours (TF) on {args.seconds / 60:.1f} min: {rss / 1024**3:.2f} GB "
-                  f"(target < {RSS_TARGET_BYTES / 1024**3:.0f} GB on 10 min): "
-                  f"{'OK' if rss < RSS_TARGET_BYTES else 'OVER'}")
+                          + ", ".join(f"{t} {v:.1f} dB" for t, v in zip(TARGETS, vals)), flush=True)
+        ours = [e for e in ("tf", "onnx") if e in args.engines]
+        if args.rss_seconds and ours:
+            if args.rss_seconds != args.seconds:
+                results, _ = run_engines(ours, args.rss_seconds, workdir)
+            for engine in ours:
+                if engine in results:
+                    rss = results[engine]["peak_rss"]
+                    print(f"peak RSS ours ({engine}) on {args.rss_seconds / 60:.1f} min: "
+                          f"{rss / 1024**3:.2f} GB (target < {RSS_TARGET_BYTES / 1024**3:.0f} GB on 10 min): "
+                          f"{'OK' if rss < RSS_TARGET_BYTES else 'OVER'}", flush=True)
 
+
+def run_engines(engines, seconds, workdir):
+    import numpy as np
+
+    results, stems = {}, {}
+    for engine in engines:
+        out = Path(workdir) / f"{engine}.npz"
+        cmd = [sys.executable, __file__, "--child", engine, str(seconds), workdir, str(out)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+        if proc.returncode != 0 or not lines:
+            print(f"{engine}: FAILED (exit {proc.returncode}): {proc.stderr.strip()[-1500:]}", flush=True)
+            continue
+        results[engine] = json.loads(lines[-1])
+        stems[engine] = dict(np.load(out))
+        r = results[engine]
+        print(f"{engine:>5}: {r['seconds']:.1f} s for {seconds:.0f} s audio, "
+              f"RTF {r['seconds'] / seconds:.3f}, peak RSS {r['peak_rss'] / 1024**3:.2f} GB", flush=True)
+    return results, stems
 
 if __name__ == "__main__":
     main()

@@ -237,10 +237,27 @@ def wiener(
             f"Found nb_targets={nb_targets}, residual={residual}"
         )
     batch, nb_frames = tf.shape(mix_stft)[0], tf.shape(mix_stft)[2]
-    windowed = niter > 0 and wiener_win_len is not None
-    if windowed:
-        mag_estimates = _to_windows(mag_estimates, 3, int(wiener_win_len))
-        mix_stft = _to_windows(mix_stft, 2, int(wiener_win_len))
+    if not (niter > 0 and wiener_win_len is not None):
+        return _filter(mag_estimates, mix_stft, niter, softmask, residual, eps, scale_factor)
+    # One window at a time (a loop, not one batched op): memory stays that of a single window
+    # whatever the input length.
+    win = int(wiener_win_len)
+    mag_w = _to_windows(mag_estimates, 3, win)  # (batch * nb_windows, targets, channels, win, bins)
+    mix_w = _to_windows(mix_stft, 2, win)  # (batch * nb_windows, channels, win, bins, 2)
+    nb_sources = None if nb_targets is None else nb_targets + int(residual)
+    out = tf.map_fn(
+        lambda pair: _filter(pair[0][None], pair[1][None], niter, softmask, residual, eps, scale_factor)[0],
+        (mag_w, mix_w),
+        fn_output_signature=tf.TensorSpec(
+            [nb_sources, mix_stft.shape[1], win, mix_stft.shape[3], 2], mag_estimates.dtype
+        ),
+        parallel_iterations=1,
+    )
+    return _from_windows(out, batch, 3, nb_frames)
+
+
+def _filter(mag_estimates, mix_stft, niter, softmask, residual, eps, scale_factor):
+    """Initial estimates, residual and EM over all the frames given (one window)."""
     if softmask:
         yr, yi = softmask_init(mag_estimates, mix_stft, eps)
     else:
@@ -257,11 +274,7 @@ def wiener(
             yr / scale[:, None], yi / scale[:, None], xr / scale, xi / scale, niter, eps
         )
         yr, yi = yr * scale[:, None], yi * scale[:, None]
-    out = tf.stack([yr, yi], axis=-1)  # (n, nb_sources, nb_channels, frames, bins, 2)
-    if windowed:
-        out = _from_windows(out, batch, 3, nb_frames)
-    return out
-
+    return tf.stack([yr, yi], axis=-1)  # (n, nb_sources, nb_channels, frames, bins, 2)
 
 @keras.saving.register_keras_serializable(package="kerasep")
 class WienerFilter(keras.layers.Layer):

@@ -212,9 +212,12 @@ class OpenUnmixSeparator(keras.Model):
     def estimate_spectrograms(self, mix_magnitude, training=False):
         """``(batch, nb_targets, nb_channels, nb_frames, nb_bins)`` target magnitudes for a mixture
         magnitude ``(batch, nb_channels, nb_frames, nb_bins)``."""
-        return tf.stack(
-            [self.target_models[t](mix_magnitude, training=training) for t in self.targets], axis=1
-        )
+        estimates = []
+        for t in self.targets:
+            # one target after the other (not concurrently): bounded peak memory in graphs
+            with tf.control_dependencies(estimates[-1:]):
+                estimates.append(self.target_models[t](tf.identity(mix_magnitude), training=training))
+        return tf.stack(estimates, axis=1)
 
     @staticmethod
     def mix_magnitude(mix_stft):
@@ -259,9 +262,11 @@ class OpenUnmixSeparator(keras.Model):
     def call(self, waveform, training=False):
         stems = self.stems
         spec = self.separate_stft(self.stft(waveform), training=training)
-        return {
-            t: self.istft(spec[:, stems.index(t)], length=waveform) for t in self.output_targets
-        }
+        outputs = {}
+        for t in self.output_targets:  # sequentially, as above
+            with tf.control_dependencies(list(outputs.values())[-1:]):
+                outputs[t] = self.istft(tf.identity(spec[:, stems.index(t)]), length=waveform)
+        return outputs
 
     def get_config(self):
         config = super().get_config()
