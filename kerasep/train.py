@@ -432,11 +432,28 @@ def previous_best(output_dir, start_epoch, monitor="val_loss"):
     return best
 
 
+def truncate_history(output_dir, start_epoch):
+    """Drop ``history.csv`` rows of epochs >= ``start_epoch`` (an epoch logged just before a
+    kill but not backed up is trained again and logged again)."""
+    path = Path(output_dir) / "history.csv"
+    if not start_epoch or not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    keep = lines[:1] + [l for l in lines[1:] if l.split(",", 1)[0].isdigit() and int(l.split(",", 1)[0]) < start_epoch]
+    if keep != lines:
+        tmp = path.with_name(".history.csv.tmp")
+        tmp.write_text("".join(keep))
+        os.replace(tmp, path)
+
+
 def make_callbacks(output_dir, training, monitor="val_loss", tensorboard=True, progress=True, start_epoch=0):
     """BackupAndRestore, ModelCheckpoint (best weights), CSVLogger, EarlyStopping,
     ReduceLROnPlateau, TensorBoard and a one-line-per-epoch progress printer."""
     out = Path(output_dir)
+    truncate_history(out, start_epoch)
     cbs = [
+        # CSVLogger first: an epoch's row is on disk before the backup marks the epoch done
+        keras.callbacks.CSVLogger(str(out / "history.csv"), append=start_epoch > 0),
         keras.callbacks.BackupAndRestore(str(out / "backup"), delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(
             str(out / "checkpoints" / "best.weights.h5"),
@@ -445,7 +462,6 @@ def make_callbacks(output_dir, training, monitor="val_loss", tensorboard=True, p
             save_weights_only=True,
             initial_value_threshold=previous_best(out, start_epoch, monitor),
         ),
-        keras.callbacks.CSVLogger(str(out / "history.csv"), append=start_epoch > 0),
         keras.callbacks.EarlyStopping(monitor=monitor, patience=int(training["patience"]), restore_best_weights=False),
         keras.callbacks.ReduceLROnPlateau(
             monitor=monitor,

@@ -101,12 +101,14 @@ def main(argv=None):
     (out / "train_config.json").write_text(json.dumps(cfg, indent=2))
 
     # --- model.fit with the usual callbacks ----------------------------------------------
+    kt.truncate_history(out, start_epoch)  # rows of epochs that will be trained again
     callbacks = [
+        # CSVLogger before BackupAndRestore: a row is written before its epoch counts as done
+        keras.callbacks.CSVLogger(str(out / "history.csv"), append=start_epoch > 0),
         keras.callbacks.BackupAndRestore(str(out / "backup"), delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / "best.weights.h5"), monitor="val_loss",
                                         save_best_only=True, save_weights_only=True,
                                         initial_value_threshold=kt.previous_best(out, start_epoch)),
-        keras.callbacks.CSVLogger(str(out / "history.csv"), append=start_epoch > 0),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=t["patience"]),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=t["lr_decay_gamma"],
                                           patience=t["lr_decay_patience"], min_lr=t["min_lr"]),

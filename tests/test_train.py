@@ -1,0 +1,203 @@
+"""Training on the real MUSDB18 fixture track (used for both training and validation: the
+fixture has a single 6 s test track): fits lower the validation loss, the .keras result loads
+and separates, SIGKILL + resume equals an uninterrupted run, MirroredStrategy over two logical
+CPUs and MultiWorkerMirroredStrategy over two local worker processes."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import MUSDB_HQ_ROOT, MUSDB_ROOT, MIXTURE_MP3, REPO
+
+GROUPS = {"vocals": ["vocals"], "accompaniment": ["drums", "bass", "other"]}
+SMALL_UNET = {"family": "unet", "config": {"targets": ["vocals", "accompaniment"], "n_fft": 512, "hop_length": 128,
+                                           "T": 16, "F": 64, "conv_n_filters": [4, 8, 16], "dropout": 0.0}}
+SMALL_UMX = {"family": "openunmix", "config": {"targets": ["vocals", "accompaniment"], "n_fft": 512, "hop_length": 128,
+                                               "hidden_size": 16, "nb_layers": 1, "max_bin": 128, "niter": 0}}
+
+
+def config(model=SMALL_UNET, epochs=3, samples_per_track=8, **training):
+    return {
+        "model": model,
+        "data": {"source": "musdb", "is_wav": True, "targets": GROUPS,
+                 "train": {"subset": "test", "split": None}, "valid": {"subset": "test", "split": None},
+                 "seq_duration": 0.5, "samples_per_track": samples_per_track, "batch_size": 4,
+                 "valid_seq_duration": 1.0, "valid_batch_size": 2},
+        "training": dict({"epochs": epochs, "lr": 0.003, "seed": 1}, **training),
+    }
+
+
+def env():
+    e = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+             TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    e.pop("TF_CONFIG", None)
+    return e
+
+
+@pytest.mark.slow
+def test_cli_fit_small_unet_lowers_validation_loss_and_separates(shared_data, tmp_path):
+    from kerasep import cli, separate, zoo
+
+    cfg = tmp_path / "unet.json"
+    cfg.write_text(json.dumps(config()))
+    out = tmp_path / "run"
+    assert cli.main(["train", str(cfg), "--data", str(MUSDB_HQ_ROOT), "--output", str(out), "-q"]) == 0
+    hist = json.loads((out / "history.json").read_text())
+    assert len(hist["val_loss"]) == 3 and hist["val_loss"][-1] < hist["val_loss"][0]
+    for name in ("model.keras", "checkpoints/best.weights.h5", "backup/training_metadata.json", "history.csv",
+                 "train_config.json"):
+        assert (out / name).is_file(), name
+    assert any((out / "logs").rglob("events.out.tfevents*"))  # TensorBoard
+    model = zoo.load(str(out / "model.keras"))
+    assert type(model).__name__ == "UNetSeparator" and model.n_fft == 512
+    stems = separate(str(MIXTURE_MP3), model=model)
+    assert set(stems) == {"vocals", "accompaniment"} and stems["vocals"].shape == (479832, 2)
+    assert np.isfinite(stems["vocals"]).all() and np.abs(stems["vocals"]).max() > 0
+    # bad input through the CLI: clear message, exit code 2
+    assert cli.main(["train", str(cfg), "--data", str(tmp_path / "nope"), "--output", str(tmp_path / "r2")]) == 2
+
+
+@pytest.mark.slow
+def test_fit_small_openunmix_lowers_validation_loss(shared_data, tmp_path):
+    from kerasep import train, zoo
+
+    sep, hist = train.train(config(SMALL_UMX), MUSDB_HQ_ROOT, tmp_path / "umx", verbose=0, tensorboard=False)
+    assert hist["val_loss"][-1] < hist["val_loss"][0]
+    # the input-statistics pass set input_norm from the training mixtures
+    shift = sep.target_models["vocals"].get_layer("input_norm").weights
+    assert any(np.abs(w.numpy()).max() > 0 and not np.allclose(w.numpy(), 1.0) for w in shift)
+    assert type(zoo.load(str(tmp_path / "umx" / "model.keras"))).__name__ == "OpenUnmixSeparator"
+
+
+def test_config_errors(tmp_path):
+    from kerasep import train
+
+    with pytest.raises(train.ConfigError, match="needs a 'model' entry"):
+        train.load_config({})
+    with pytest.raises(train.ConfigError, match=r"unknown training key\(s\) \['epoch'\]"):
+        train.load_config({"model": "unet-2stems", "training": {"epoch": 3}})
+    with pytest.raises(train.ConfigError, match="training config not found"):
+        train.load_config(tmp_path / "x.json")
+    cfg = train.load_config(REPO / "zoo" / "unet-2stems" / "train_config.json")
+    assert cfg["model"] == "unet-2stems" and cfg["training"]["loss"] == "spectrogram_l1"
+
+
+def _weights(path):
+    import h5py
+
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume_gives_the_same_weights(shared_data, tmp_path):
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps(config(epochs=4, samples_per_track=4)))
+
+    def cmd(out):
+        return [sys.executable, "-m", "kerasep.cli", "train", str(cfg), "--data", str(MUSDB_HQ_ROOT),
+                "--output", str(out), "-q"]
+
+    straight = subprocess.Popen(cmd(tmp_path / "straight"), env=env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+    killed = subprocess.Popen(cmd(tmp_path / "killed"), env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    meta = tmp_path / "killed" / "backup" / "training_metadata.json"
+    deadline = time.time() + 400
+    while time.time() < deadline and killed.poll() is None:
+        try:
+            if json.loads(meta.read_text())["epoch"] >= 2:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.05)
+    assert killed.poll() is None, "the run finished before it could be killed"
+    killed.send_signal(signal.SIGKILL)
+    assert killed.wait(60) == -signal.SIGKILL
+    epoch_at_kill = json.loads(meta.read_text())["epoch"]
+    assert 2 <= epoch_at_kill < 4
+    resumed = subprocess.run(cmd(tmp_path / "killed"), env=env(), capture_output=True, text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _, err = straight.communicate(timeout=400)
+    assert straight.returncode == 0, err[-3000:]
+    # the resumed run printed only the epochs after the backup
+    assert f"epoch {epoch_at_kill + 1}/4" in resumed.stderr and "epoch 1/4" not in resumed.stderr
+    a = _weights(tmp_path / "straight" / "backup" / "latest.weights.h5")
+    b = _weights(tmp_path / "killed" / "backup" / "latest.weights.h5")
+    assert a.keys() == b.keys() and len(a) > 10
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    ha = (tmp_path / "straight" / "history.csv").read_text().splitlines()
+    hb = (tmp_path / "killed" / "history.csv").read_text().splitlines()
+    assert ha == hb  # same losses, epoch by epoch
+
+
+CHILD = r"""
+import json, sys
+mode, cfg, data, out = sys.argv[1:5]
+import tensorflow as tf
+if mode == "mirrored":
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from kerasep import train
+    strategy = train.make_strategy("mirrored")
+else:
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    from kerasep import train
+print("REPLICAS", strategy.num_replicas_in_sync, flush=True)
+_, h = train.train(json.loads(open(cfg).read()), data, out, strategy=strategy, verbose=0, tensorboard=False)
+print("HISTORY", json.dumps(h), flush=True)
+"""
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _history(stdout):
+    line = [l for l in stdout.splitlines() if l.startswith("HISTORY ")]
+    assert line, stdout[-2000:]
+    return json.loads(line[0][len("HISTORY "):])
+
+
+@pytest.mark.slow
+def test_mirrored_and_multiworker_strategies_agree(shared_data, tmp_path):
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps(config(epochs=1, samples_per_track=4)))
+    args = [str(cfg), str(MUSDB_HQ_ROOT)]
+    mirrored = subprocess.Popen([sys.executable, str(script), "mirrored", *args, str(tmp_path / "m")], env=env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ports = [_free_port(), _free_port()]
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    workers = []
+    for i in range(2):
+        e = dict(env(), TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
+        workers.append(subprocess.Popen([sys.executable, str(script), "multi", *args, str(tmp_path / "w")], env=e,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        outs = [p.communicate(timeout=500) for p in [mirrored] + workers]
+    finally:
+        for p in [mirrored] + workers:
+            if p.poll() is None:
+                p.kill()
+    for p, (o, e) in zip([mirrored] + workers, outs):
+        assert p.returncode == 0, e[-3000:]
+        assert "REPLICAS 2" in o
+    hm, h0, h1 = (_history(o) for o, _ in outs)
+    # two replicas with the global batch split in two: the same numbers either way
+    assert h0 == h1
+    np.testing.assert_allclose(hm["loss"], h0["loss"], rtol=1e-5)
+    np.testing.assert_allclose(hm["val_loss"], h0["val_loss"], rtol=1e-5)
+    assert (tmp_path / "w" / "model.keras").is_file() and (tmp_path / "m" / "model.keras").is_file()
