@@ -19,7 +19,6 @@ Timings are best of ``--repeats`` after one warm-up. Then the peak RSS of the st
 """
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -170,16 +169,27 @@ def main(argv=None):
 
         sf.write(wav, looped(args.rss_seconds, model.sample_rate), model.sample_rate, subtype="PCM_16")
         out_dir = work / "rss_out"
-        cmd = [sys.executable, str(REPO / "export" / "run_onnx.py"), str(onnx_paths["float32"]), str(wav),
-               "-o", str(out_dir), "-q", "--overwrite"]
+        argv = [str(REPO / "export" / "run_onnx.py"), str(onnx_paths["float32"]), str(wav),
+                "-o", str(out_dir), "-q", "--overwrite"]
+        # The child reports its own peak (VmHWM of its process image). getrusage(RUSAGE_CHILDREN)
+        # would not do: it counts the forked copy of this big benchmark process before exec.
+        code = ("import runpy, sys\n"
+                f"sys.argv = {argv!r}\n"
+                "try:\n"
+                f"    runpy.run_path({argv[0]!r}, run_name='__main__')\n"
+                "except SystemExit as e:\n"
+                "    assert not e.code, e.code\n"
+                "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"
+                "print('PEAK_KB', hwm.split()[1])\n")
+        cmd = [sys.executable, "-c", code]
         t0 = time.perf_counter()
         res = subprocess.run(cmd, capture_output=True, text=True)
         wall = time.perf_counter() - t0
         if res.returncode:
             print(res.stderr)
             return 1
-        peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        print(f"\nrunner on {args.rss_seconds:g} s input ({' '.join(Path(c).name for c in cmd[1:4])}): "
+        peak_kb = int(res.stdout.split("PEAK_KB")[-1].split()[0])
+        print(f"\nrunner on {args.rss_seconds:g} s input ({' '.join(Path(c).name for c in argv[:3])}): "
               f"peak RSS {peak_kb / 1024:.0f} MiB, wall {wall:.1f} s (RTF {wall / args.rss_seconds:.3f}, "
               "includes decoding, session start and writing)")
     return 0
