@@ -167,7 +167,12 @@ def main(argv=None):
     parser.add_argument("--weights", help="folder with real {target}-{hash}.pth files (default: random)")
     parser.add_argument("--child", nargs=4, metavar=("ENGINE", "SECONDS", "WORKDIR", "OUT"),
                         help=argparse.SUPPRESS)
+    parser.add_argument("--prepare", metavar="WORKDIR", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.prepare:
+        config = prepare(args.prepare, args.weights)
+        (Path(args.prepare) / "config.json").write_text(json.dumps(config))
+        return None
     if args.child:
         engine, seconds, workdir, out = args.child
         return child(engine, float(seconds), workdir, out)
@@ -188,7 +193,11 @@ def main(argv=None):
         Path(workdir).mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         if not (Path(workdir) / "umx.onnx").is_file():
-            config = prepare(workdir, args.weights)
+            # in a subprocess: conversion and export need torch + TF + tf2onnx (GBs), which this
+            # parent process must not keep while the engines run
+            cmd = [sys.executable, __file__, "--prepare", workdir] + (["--weights", args.weights] if args.weights else [])
+            subprocess.run(cmd, check=True, capture_output=True)
+            config = json.loads((Path(workdir) / "config.json").read_text())
             print(f"weights: {'real from ' + args.weights if args.weights else 'random'} "
                   f"(hidden {config['hidden_size']}, max_bin {config['max_bin']}), converted + exported "
                   f"in {time.perf_counter() - start:.0f} s", flush=True)
