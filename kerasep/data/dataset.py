@@ -7,8 +7,9 @@ the sources it groups (``{"accompaniment": ["drums", "bass", "other"]}``).
 
 Training (:func:`training_dataset`) is an endless, deterministic stream: sample ``i`` belongs to
 epoch ``i // samples_per_epoch`` and every random choice for it (which track, where, gains...)
-comes from stateless RNGs seeded with ``(seed, i)``. The order of tracks is a seeded permutation
-per epoch, each track appearing ``samples_per_track`` times. Because nothing depends on the
+comes from stateless RNGs seeded with ``(seed, i)``. Every block of ``nb_tracks`` consecutive
+samples is a seeded permutation of the tracks, so each epoch has each track
+``samples_per_track`` times. Because nothing depends on the
 order in which ``tf.data`` threads run, parallel reading stays reproducible, and a resumed run
 starts at ``start_epoch`` and sees exactly the samples an uninterrupted run would have seen.
 Use it with ``model.fit(ds, steps_per_epoch=steps_per_epoch(...))``.
@@ -189,9 +190,11 @@ def training_dataset(
     seed = int(seed)
 
     def sample(i):
-        epoch, j = i // n, i % n
-        perm = tf.argsort(tf.random.stateless_uniform([n], seed=tf.stack([tf.constant(seed, tf.int64), epoch])))
-        track = tf.cast(perm[j], tf.int64) % nb_tracks
+        # each block of nb_tracks consecutive samples is a seeded permutation of the tracks, so
+        # an epoch visits every track exactly samples_per_track times (O(nb_tracks) per sample)
+        block, j = i // nb_tracks, i % nb_tracks
+        perm = tf.argsort(tf.random.stateless_uniform([nb_tracks], seed=tf.stack([tf.constant(seed, tf.int64), block])))
+        track = tf.cast(tf.gather(perm, j), tf.int64)
         s = tf.stack([tf.constant(seed, tf.int64), i])
         if random_track_mix:
             others = tf.random.stateless_uniform([nb_sources - 1], seed=_augment._fold(s, 1), maxval=nb_tracks, dtype=tf.int64)
