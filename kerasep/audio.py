@@ -31,6 +31,7 @@ import re
 import secrets
 import shutil
 import subprocess
+import tempfile
 import warnings
 from fractions import Fraction
 from typing import Optional, Tuple, Union
@@ -45,6 +46,7 @@ __all__ = [
     "resample",
     "check_audio",
     "save",
+    "save_blocks",
     "info",
     "SAVE_FORMATS",
 ]
@@ -98,19 +100,28 @@ def _check_nb_channels(nb_channels) -> Optional[int]:
     return int(nb_channels)
 
 
-def _check_finite(audio: np.ndarray, name: str, rate: Optional[int] = None) -> None:
-    """Raise :class:`AudioError` if ``audio`` (2-D) holds NaN or inf samples."""
+def _check_finite(
+    audio: np.ndarray, name: str, rate: Optional[int] = None, offset: Optional[int] = None
+) -> None:
+    """Raise :class:`AudioError` if ``audio`` (2-D) holds NaN or inf samples.
+
+    ``offset``: for a block of a longer signal, the timestep of ``audio[0]`` in that signal.
+    """
     finite = np.isfinite(audio)
     if finite.all():
         return
     bad = np.argwhere(~finite)
     timestep, channel = (int(i) for i in bad[0])
+    total = f"{audio.size}"
+    if offset is not None:
+        timestep += offset
+        total += f" in the block starting at timestep {offset}"
     nb_nan = int(np.isnan(audio).sum())
     nb_inf = len(bad) - nb_nan
     when = f" (t={timestep / rate:.3f} s)" if rate else ""
     raise AudioError(
         f"{name}: expected finite samples, found {len(bad)} non-finite "
-        f"({nb_nan} NaN, {nb_inf} inf) out of {audio.size}; first at timestep {timestep}"
+        f"({nb_nan} NaN, {nb_inf} inf) out of {total}; first at timestep {timestep}"
         f"{when}, channel {channel}"
     )
 
@@ -370,10 +381,17 @@ def _ffprobe(path: str, why: str) -> dict:
     return {"sample_rate": rate, "nb_channels": channels, "duration": duration, "format": fmt}
 
 
-def _decode_ffmpeg(
-    path: str, start: float, duration: Optional[float], why: str
-) -> Tuple[np.ndarray, int]:
-    """Decode the first audio stream at its own rate and channel count to float32."""
+#: Timesteps per block when audio is decoded, resampled or written block by block.
+BLOCK_TIMESTEPS = 1 << 18
+
+
+def _ffmpeg_blocks(path: str, start: float, duration: Optional[float], why: str, block: int):
+    """Start decoding the first audio stream with ffmpeg, at its own rate and channel count.
+
+    Returns ``(rate, channels, blocks)``; ``blocks`` yields ``float32 (m, channels)`` arrays of at
+    most ``block`` timesteps. ffmpeg reports a failure only when it exits, so a corrupt file may
+    raise :class:`_FFmpegFailure` after some blocks.
+    """
     exe = _tool("ffmpeg", path, why)
     meta = _ffprobe(path, why)
     rate, channels = meta["sample_rate"], meta["nb_channels"]
@@ -385,33 +403,54 @@ def _decode_ffmpeg(
     if duration is not None:
         cmd += ["-t", f"{duration:.6f}"]
     cmd += ["-map", "0:a:0", "-vn", "-sn", "-dn", "-f", "f32le", "-acodec", "pcm_f32le", "-"]
-    proc = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL)
-    if proc.returncode != 0:
-        raise _FFmpegFailure(f"ffmpeg: {_tail(proc.stderr, path)}")
-    raw = proc.stdout
-    frame_bytes = 4 * channels
-    if len(raw) % frame_bytes:
-        raise _FFmpegFailure(
-            f"ffmpeg: returned {len(raw)} bytes, not a whole number of "
-            f"{channels}-channel float32 frames (did the channel layout change mid-stream?)"
-        )
-    audio = np.frombuffer(raw, dtype="<f4").reshape(-1, channels).astype(np.float32)
-    return audio, rate
+
+    def blocks():
+        frame_bytes = 4 * channels
+        with tempfile.TemporaryFile() as stderr:  # a file: a full stderr pipe would block ffmpeg
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL)
+            try:
+                rest = b""
+                while True:
+                    raw = proc.stdout.read(block * frame_bytes)
+                    if not raw:
+                        break
+                    raw = rest + raw
+                    whole = len(raw) - len(raw) % frame_bytes
+                    rest = raw[whole:]
+                    if whole:
+                        yield np.frombuffer(raw[:whole], dtype="<f4").reshape(-1, channels).astype(np.float32)
+                proc.stdout.close()
+                returncode = proc.wait()
+            finally:
+                if proc.poll() is None:  # the consumer stopped early, or an error
+                    proc.kill()
+                    proc.wait()
+            if returncode != 0:
+                stderr.seek(0)
+                raise _FFmpegFailure(f"ffmpeg: {_tail(stderr.read(), path)}")
+            if rest:
+                raise _FFmpegFailure(
+                    f"ffmpeg: returned a trailing {len(rest)} bytes, not a whole number of "
+                    f"{channels}-channel float32 frames (did the channel layout change mid-stream?)"
+                )
+
+    return rate, channels, blocks()
 
 
-def _decode_soundfile(
-    path: str, start: float, duration: Optional[float]
-) -> Tuple[np.ndarray, int]:
-    with soundfile.SoundFile(path) as f:
-        rate = f.samplerate
-        first = int(round(start * rate))
-        if first:
-            if f.frames > 0 and first >= f.frames:
-                return np.zeros((0, f.channels), np.float32), rate
-            f.seek(first)
-        frames = -1 if duration is None else max(1, int(round(duration * rate)))
-        audio = f.read(frames, dtype="float32", always_2d=True)
-    return audio, rate
+def _soundfile_blocks(f: "soundfile.SoundFile", path: str, duration: Optional[float], block: int):
+    """Blocks of an open (and positioned) soundfile, closing it at the end."""
+    with f:
+        left = None if duration is None else max(1, int(round(duration * f.samplerate)))
+        while left is None or left > 0:
+            try:
+                data = f.read(block if left is None else min(block, left), dtype="float32", always_2d=True)
+            except (soundfile.LibsndfileError, RuntimeError) as e:
+                raise AudioError(f"{path}: {_UNDECODABLE} (soundfile: {_soundfile_error(e, path)})") from None
+            if not len(data):
+                return
+            yield data
+            if left is not None:
+                left -= len(data)
 
 
 def _soundfile_error(e: Exception, path: str) -> str:
@@ -425,26 +464,69 @@ def _soundfile_error(e: Exception, path: str) -> str:
 _UNDECODABLE = "could not decode file: it is corrupt or not in a supported audio format"
 
 
-def _decode(path: str, start: float, duration: Optional[float]) -> Tuple[np.ndarray, int]:
+def _ffmpeg_guarded(path, start, duration, why, block, soundfile_error=None):
+    """:func:`_ffmpeg_blocks` with every ffmpeg failure, at start or mid-stream, as an
+    :class:`AudioError` naming the file (and soundfile's own error when ffmpeg was the fallback)."""
+    prefix = "" if soundfile_error is None else f"soundfile: {soundfile_error}; "
+    try:
+        rate, channels, blocks = _ffmpeg_blocks(path, start, duration, why, block)
+    except _FFmpegFailure as e:
+        raise AudioError(f"{path}: {_UNDECODABLE} ({prefix}{e})") from None
+
+    def guarded():
+        try:
+            yield from blocks
+        except _FFmpegFailure as e:
+            raise AudioError(f"{path}: {_UNDECODABLE} ({prefix}{e})") from None
+
+    return rate, channels, guarded()
+
+
+def _decode_blocks(path: str, start: float = 0.0, duration: Optional[float] = None,
+                   block: int = BLOCK_TIMESTEPS):
+    """Decode ``path`` at its own rate and channel count, block by block.
+
+    Returns ``(rate, channels, blocks)``: ``blocks`` yields ``float32 (m, channels)`` arrays of at
+    most ``block`` timesteps (no validation of the samples). soundfile reads what libsndfile
+    understands; MP4-family containers go to ffmpeg, which is also the fallback when soundfile
+    cannot open a file. Errors are :class:`AudioError` naming the file.
+    """
     ext = os.path.splitext(path)[1].lower()
     if ext in FFMPEG_EXTENSIONS:
-        try:
-            return _decode_ffmpeg(path, start, duration, f"decoding '{ext}' files uses ffmpeg")
-        except _FFmpegFailure as e:
-            raise AudioError(f"{path}: {_UNDECODABLE} ({e})") from None
+        return _ffmpeg_guarded(path, start, duration, f"decoding '{ext}' files uses ffmpeg", block)
     try:
-        return _decode_soundfile(path, start, duration)
+        f = soundfile.SoundFile(path)
+        try:
+            first = int(round(start * f.samplerate))
+            if first and f.frames > 0 and first >= f.frames:
+                duration = 0.0  # past the end: no samples
+            elif first:
+                f.seek(first)
+        except BaseException:
+            f.close()
+            raise
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
         sf_error = _soundfile_error(e, path)
+    else:
+        blocks = iter(()) if duration == 0.0 else _soundfile_blocks(f, path, duration, block)
+        if duration == 0.0:
+            f.close()
+        return f.samplerate, f.channels, blocks
     if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
         raise AudioError(
             f"{path}: {_UNDECODABLE} (soundfile: {sf_error}); ffmpeg, the fallback decoder, "
             "was not found on the PATH (install ffmpeg to read more formats)"
         )
-    try:
-        return _decode_ffmpeg(path, start, duration, "the fallback decoder is ffmpeg")
-    except _FFmpegFailure as e:
-        raise AudioError(f"{path}: {_UNDECODABLE} (soundfile: {sf_error}; {e})") from None
+    return _ffmpeg_guarded(path, start, duration, "the fallback decoder is ffmpeg", block, sf_error)
+
+
+def _decode(path: str, start: float, duration: Optional[float]) -> Tuple[np.ndarray, int]:
+    rate, channels, blocks = _decode_blocks(path, start, duration)
+    parts = list(blocks)
+    if not parts:
+        return np.zeros((0, channels), np.float32), rate
+    audio = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return audio, rate
 
 
 def load_with_rate(
@@ -638,6 +720,87 @@ def _exists_error(path: str) -> AudioError:
     )
 
 
+def _check_output(path, subtype, sample_rate):
+    """Validate an output path, subtype and rate: ``(path as str, format, subtype, rate)``."""
+    try:
+        spath = os.fsdecode(os.fspath(path))
+    except TypeError:
+        raise AudioError(f"expected an output path, found {type(path).__name__}") from None
+    ext = os.path.splitext(spath)[1].lower()
+    if ext not in SAVE_FORMATS:
+        supported = ", ".join(sorted(SAVE_FORMATS))
+        raise AudioError(
+            f"{spath}: unsupported output format {ext or '(no extension)'!r}; "
+            f"supported extensions are {supported}"
+        )
+    fmt, subtypes, default_subtype = SAVE_FORMATS[ext]
+    subtype = default_subtype if subtype is None else str(subtype).upper()
+    if subtype not in subtypes:
+        raise AudioError(
+            f"{spath}: unsupported subtype {subtype!r} for {ext} files; "
+            f"expected one of {', '.join(subtypes)}"
+        )
+    return spath, fmt, subtype, _check_rate(sample_rate, "sample_rate")
+
+
+def _atomic_write(spath: str, fmt: str, overwrite: bool, write) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``spath``, fsync it and rename it onto
+    ``spath``; on any failure (``write`` raising included) the temporary file is removed and an
+    existing ``spath`` is left untouched."""
+    if os.path.isdir(spath):
+        raise AudioError(f"{spath}: expected a file path, found a directory")
+    if os.path.lexists(spath) and not overwrite:
+        raise _exists_error(spath)
+    directory = os.path.dirname(os.path.abspath(spath))
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as e:
+        raise AudioError(f"{spath}: cannot create directory {directory}: {e.strerror or e}") from e
+
+    base = os.path.basename(spath)
+    tmp = None
+    try:
+        # Create the temporary file ourselves (O_EXCL, mode 0o666 minus umask) so it gets the
+        # same permissions a plain open() would give the target.
+        for _ in range(100):
+            candidate = os.path.join(directory, f".{base}.{secrets.token_hex(4)}.tmp")
+            try:
+                fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                continue
+            os.close(fd)
+            tmp = candidate
+            break
+        else:  # pragma: no cover - 100 random-name collisions
+            raise AudioError(f"{spath}: could not create a temporary file in {directory}")
+        write(tmp)
+        _fsync_path(tmp)
+        if overwrite:
+            os.replace(tmp, spath)
+        else:
+            # os.link fails if the target appeared meanwhile: no overwrite even in a race.
+            try:
+                os.link(tmp, spath)
+            except FileExistsError:
+                raise _exists_error(spath) from None
+            except OSError:  # filesystem without hard links
+                if os.path.lexists(spath):
+                    raise _exists_error(spath) from None
+                os.replace(tmp, spath)
+            else:
+                os.unlink(tmp)
+        tmp = None
+        _fsync_path(directory, directory=True)
+    except (OSError, RuntimeError) as e:
+        raise AudioError(f"{spath}: could not write {fmt} file: {e}") from e
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
 def save(
     path: PathLike,
     audio,
@@ -682,25 +845,7 @@ def save(
         bad shape, no samples, more than 2 channels), ``path`` exists and ``overwrite`` is
         False, or writing fails (the cause is chained).
     """
-    try:
-        spath = os.fsdecode(os.fspath(path))
-    except TypeError:
-        raise AudioError(f"expected an output path, found {type(path).__name__}") from None
-    ext = os.path.splitext(spath)[1].lower()
-    if ext not in SAVE_FORMATS:
-        supported = ", ".join(sorted(SAVE_FORMATS))
-        raise AudioError(
-            f"{spath}: unsupported output format {ext or '(no extension)'!r}; "
-            f"supported extensions are {supported}"
-        )
-    fmt, subtypes, default_subtype = SAVE_FORMATS[ext]
-    subtype = default_subtype if subtype is None else str(subtype).upper()
-    if subtype not in subtypes:
-        raise AudioError(
-            f"{spath}: unsupported subtype {subtype!r} for {ext} files; "
-            f"expected one of {', '.join(subtypes)}"
-        )
-    sample_rate = _check_rate(sample_rate, "sample_rate")
+    spath, fmt, subtype, sample_rate = _check_output(path, subtype, sample_rate)
     data = check_audio(audio, name=f"audio to save to {spath}")
     if subtype.startswith("PCM"):
         nb_clipped = int(np.count_nonzero(np.abs(data) > 1.0))
@@ -712,56 +857,54 @@ def save(
             )
             data = np.clip(data, -1.0, 1.0)
 
-    if os.path.isdir(spath):
-        raise AudioError(f"{spath}: expected a file path, found a directory")
-    if os.path.lexists(spath) and not overwrite:
-        raise _exists_error(spath)
-    directory = os.path.dirname(os.path.abspath(spath))
-    try:
-        os.makedirs(directory, exist_ok=True)
-    except OSError as e:
-        raise AudioError(f"{spath}: cannot create directory {directory}: {e.strerror or e}") from e
+    _atomic_write(spath, fmt, overwrite,
+                  lambda tmp: soundfile.write(tmp, data, sample_rate, subtype=subtype, format=fmt))
+    return spath
 
-    base = os.path.basename(spath)
-    tmp = None
-    try:
-        # Create the temporary file ourselves (O_EXCL, mode 0o666 minus umask) so it gets the
-        # same permissions a plain open() would give the target.
-        for _ in range(100):
-            candidate = os.path.join(directory, f".{base}.{secrets.token_hex(4)}.tmp")
-            try:
-                fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            except FileExistsError:
-                continue
-            os.close(fd)
-            tmp = candidate
-            break
-        else:  # pragma: no cover - 100 random-name collisions
-            raise AudioError(f"{spath}: could not create a temporary file in {directory}")
-        soundfile.write(tmp, data, sample_rate, subtype=subtype, format=fmt)
-        _fsync_path(tmp)
-        if overwrite:
-            os.replace(tmp, spath)
-        else:
-            # os.link fails if the target appeared meanwhile: no overwrite even in a race.
-            try:
-                os.link(tmp, spath)
-            except FileExistsError:
-                raise _exists_error(spath) from None
-            except OSError:  # filesystem without hard links
-                if os.path.lexists(spath):
-                    raise _exists_error(spath) from None
-                os.replace(tmp, spath)
-            else:
-                os.unlink(tmp)
-        tmp = None
-        _fsync_path(directory, directory=True)
-    except (OSError, RuntimeError) as e:
-        raise AudioError(f"{spath}: could not write {fmt} file: {e}") from e
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+
+def save_blocks(
+    path: PathLike,
+    blocks,
+    sample_rate: int,
+    nb_channels: int,
+    subtype: Optional[str] = None,
+    overwrite: bool = False,
+) -> str:
+    """:func:`save` for a waveform given block by block, in bounded memory.
+
+    ``blocks`` yields consecutive ``(m, nb_channels)`` floating-point arrays (e.g.
+    ``DiskArray.blocks()``); they are validated as they come (finite samples, shape), clipped
+    for PCM subtypes (one :class:`UserWarning` with the total count) and written to the
+    temporary file, which replaces ``path`` only once every block is written: an invalid block
+    leaves nothing behind. Same formats, subtypes, atomicity and errors as :func:`save`.
+    """
+    spath, fmt, subtype, sample_rate = _check_output(path, subtype, sample_rate)
+    nb_channels = _check_nb_channels(nb_channels)
+    name = f"audio to save to {spath}"
+    nb_clipped = 0
+
+    def write(tmp):
+        nonlocal nb_clipped
+        offset = 0
+        with soundfile.SoundFile(tmp, "w", sample_rate, nb_channels, subtype=subtype, format=fmt) as f:
+            for block in blocks:
+                block = np.asarray(block)
+                if block.dtype.kind != "f" or block.ndim != 2 or block.shape[1] != nb_channels:
+                    raise AudioError(f"{name}: expected float blocks of shape (m, {nb_channels}), "
+                                     f"found dtype {block.dtype} and shape {block.shape} at timestep {offset}")
+                _check_finite(block, name, sample_rate, offset)
+                if subtype.startswith("PCM"):
+                    clipped = np.abs(block) > 1.0
+                    if clipped.any():
+                        nb_clipped += int(np.count_nonzero(clipped))
+                        block = np.clip(block, -1.0, 1.0)
+                f.write(block)
+                offset += len(block)
+        if offset == 0:
+            raise AudioError(f"{name}: contains no audio (0 timesteps)")
+
+    _atomic_write(spath, fmt, overwrite, write)
+    if nb_clipped:
+        warnings.warn(f"{spath}: clipping {nb_clipped} samples outside [-1, 1] for {subtype} output",
+                      UserWarning, stacklevel=2)
     return spath

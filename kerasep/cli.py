@@ -3,8 +3,10 @@
 Only this module (and the training recipes) parse flags; everything else takes plain kwargs.
 """
 import argparse
+import functools
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 
@@ -32,7 +34,7 @@ def _output_paths(inp, outdir, targets, fmt):
 
 
 def cmd_separate(args):
-    from kerasep import audio, inference, zoo
+    from kerasep import audio, diskaudio, inference, zoo
 
     inputs = list(args.inputs)
     if args.example:
@@ -84,19 +86,24 @@ def cmd_separate(args):
         targets = [args.two_stems, f"no_{args.two_stems}"]
     failures = 0
     for inp in inputs:
-        try:
-            mix = audio.load(inp, sample_rate=model.sample_rate, nb_channels=model.nb_channels,
-                             downmix=args.downmix)
-            print(f"{inp}: {mix.shape[0] / model.sample_rate:.1f} s", file=sys.stderr)
-            stems = inference.separate_array(mix, model, chunk_seconds=args.chunk_seconds,
-                                             progress=not args.quiet, shifts=args.shifts,
-                                             two_stems=args.two_stems, seed=args.seed)
-            for t, path in _output_paths(inp, args.output, targets, args.format).items():
-                audio.save(path, stems[t], model.sample_rate, subtype=args.subtype, overwrite=args.overwrite)
-                print(f"  wrote {path}", file=sys.stderr)
-        except audio.AudioError as exc:
-            print(f"kerasep separate: {exc}", file=sys.stderr)
-            failures += 1
+        # The input, the stems and their intermediates live in raw files in a temporary folder
+        # (removed afterwards): memory stays bounded by one chunk whatever the song's length.
+        with tempfile.TemporaryDirectory(prefix="kerasep-separate-") as tmp:
+            try:
+                mix = diskaudio.decode_to_disk(inp, tmp, sample_rate=model.sample_rate,
+                                               nb_channels=model.nb_channels, downmix=args.downmix)
+                print(f"{inp}: {mix.shape[0] / model.sample_rate:.1f} s", file=sys.stderr)
+                stems = inference.separate_array(mix, model, chunk_seconds=args.chunk_seconds,
+                                                 progress=not args.quiet, shifts=args.shifts,
+                                                 two_stems=args.two_stems, seed=args.seed,
+                                                 alloc=functools.partial(diskaudio.DiskArray.zeros, directory=tmp))
+                for t, path in _output_paths(inp, args.output, targets, args.format).items():
+                    audio.save_blocks(path, stems[t].blocks(), model.sample_rate, model.nb_channels,
+                                      subtype=args.subtype, overwrite=args.overwrite)
+                    print(f"  wrote {path}", file=sys.stderr)
+            except audio.AudioError as exc:
+                print(f"kerasep separate: {exc}", file=sys.stderr)
+                failures += 1
     return 1 if failures else 0
 
 

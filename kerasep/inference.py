@@ -69,9 +69,22 @@ def plan_chunks(nb_timesteps, chunk, context, alignment=1):
     return plan
 
 
+def _zeros(nb_timesteps, nb_channels):
+    return np.zeros((nb_timesteps, nb_channels), np.float32)
+
+
+#: Timesteps per slice when whole outputs are combined (shifts, two stems, window envelope).
+_SLICE = 1 << 20
+
+
 def separate_array(mix, model, chunk_seconds=None, progress=False, context_seconds=None, shifts=0,
-                   two_stems=None, seed=None):
+                   two_stems=None, seed=None, alloc=None):
     """Separate a validated ``(nb_timesteps, nb_channels)`` array at the model's rate.
+
+    ``mix`` only needs ``shape`` and contiguous slicing ``mix[i:j]``, so it may be a
+    :class:`kerasep.diskaudio.DiskArray`; with ``alloc=`` making the outputs (e.g.
+    ``functools.partial(DiskArray.zeros, directory=...)``) memory stays bounded by one chunk
+    whatever the input's length.
 
     Models declaring ``segment_seconds``/``segment_overlap`` (Demucs) are run on segments of
     ``chunk_seconds`` (default: the model's ``segment_seconds``) seconds, consecutive segments
@@ -83,9 +96,12 @@ def separate_array(mix, model, chunk_seconds=None, progress=False, context_secon
             0 to 0.5 s (demucs' shift trick; makes the model closer to time-equivariant).
         two_stems: a target name ``s``: return ``{s: ..., "no_" + s: sum of the other targets}``.
         seed: seed of the random shifts (reproducible output).
+        alloc: ``alloc(nb_timesteps, nb_channels)`` → a zero-filled output array supporting
+            slice reads and writes (default: ``np.zeros``).
 
-    Returns ``{target: (nb_timesteps, nb_channels) float32}``.
+    Returns ``{target: (nb_timesteps, nb_channels) float32}`` arrays made by ``alloc``.
     """
+    alloc = alloc or _zeros
     fn = _compiled(model)
     rate = model.sample_rate
     n = mix.shape[0]
@@ -109,35 +125,65 @@ def separate_array(mix, model, chunk_seconds=None, progress=False, context_secon
                    bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]")
     try:
         if not shifts:
-            out = _separate_chunks(mix, model, fn, targets, chunk_seconds, context_seconds, segmented, bar)
+            out = _separate_chunks(mix, model, fn, targets, chunk_seconds, context_seconds, segmented, bar,
+                                   alloc)
         else:
             rng = np.random.default_rng(seed)
             max_shift = int(0.5 * rate)
-            padded = np.pad(mix, ((max_shift, max_shift), (0, 0)))
-            out = {t: np.zeros((n, mix.shape[1]), np.float32) for t in targets}
+            out = {t: alloc(n, mix.shape[1]) for t in targets}
             for _ in range(shifts):
-                offset = int(rng.integers(0, max_shift + 1))
-                shifted = padded[offset : n + max_shift]  # the input delayed by max_shift - offset
+                delay = max_shift - int(rng.integers(0, max_shift + 1))
+                shifted = _Delayed(mix, delay)
                 est = _separate_chunks(shifted, model, fn, targets, chunk_seconds, context_seconds,
-                                       segmented, bar, scale=n / shifted.shape[0])
+                                       segmented, bar, alloc, scale=n / shifted.shape[0])
                 for t in targets:
-                    out[t] += est[t][max_shift - offset :]
-            for t in targets:
-                out[t] /= shifts
+                    for a in range(0, n, _SLICE):
+                        b = min(a + _SLICE, n)
+                        out[t][a:b] += est[t][delay + a : delay + b] / shifts
+                    _release(est[t])
     finally:
         if bar is not None:
             bar.close()
     if two_stems is not None:
-        rest = sum(out[t] for t in targets if t != two_stems)
-        out = {two_stems: out[two_stems], f"no_{two_stems}": np.asarray(rest, np.float32)}
+        rest = alloc(n, mix.shape[1])
+        for a in range(0, n, _SLICE):
+            b = min(a + _SLICE, n)
+            rest[a:b] = sum(out[t][a:b] for t in targets if t != two_stems)
+        for t in targets:
+            if t != two_stems:
+                _release(out[t])
+        out = {two_stems: out[two_stems], f"no_{two_stems}": rest}
     return out
 
 
-def _separate_chunks(mix, model, fn, targets, chunk_seconds, context_seconds, segmented, bar, scale=1.0):
+def _release(array):
+    """Free a disk-backed intermediate output now (plain arrays are left to the collector)."""
+    if hasattr(array, "delete"):
+        array.delete()
+
+
+class _Delayed:
+    """``mix`` delayed by ``delay`` samples (zeros first), sliceable like ``mix``: the shifted
+    inputs of ``shifts`` without a padded copy."""
+
+    def __init__(self, mix, delay):
+        self.mix, self.delay = mix, int(delay)
+        self.shape = (mix.shape[0] + self.delay,) + tuple(mix.shape[1:])
+
+    def __getitem__(self, key):
+        start, stop, _ = key.indices(self.shape[0])
+        out = np.zeros((max(0, stop - start),) + self.shape[1:], np.float32)
+        a, b = max(start, self.delay), max(stop, self.delay)
+        out[a - start : b - start] = self.mix[a - self.delay : b - self.delay]
+        return out
+
+
+def _separate_chunks(mix, model, fn, targets, chunk_seconds, context_seconds, segmented, bar, alloc,
+                     scale=1.0):
     rate = model.sample_rate
     n = mix.shape[0]
     if _on_patch_grid(model):
-        return _separate_patch_grid(mix, model, targets, chunk_seconds, bar, scale)
+        return _separate_patch_grid(mix, model, targets, chunk_seconds, bar, alloc, scale)
     alignment = getattr(model, "chunk_alignment", 1)
     exact = hasattr(model, "chunk_context")
     if exact:
@@ -152,7 +198,7 @@ def _separate_chunks(mix, model, fn, targets, chunk_seconds, context_seconds, se
         chunk = int(chunk_seconds * rate)
         context = int(round((5.0 if context_seconds is None else context_seconds) * rate))
     plan = plan_chunks(n, chunk, context, alignment)
-    out = {t: np.zeros((n, mix.shape[1]), np.float32) for t in targets}
+    out = {t: alloc(n, mix.shape[1]) for t in targets}
     for k, (ks, ke, s, e) in enumerate(plan):
         x = np.ascontiguousarray(mix[s:e].T)[None]  # (1, nb_channels, nb_timesteps)
         y = fn(x)
@@ -222,7 +268,7 @@ def _window_envelope(model, start, stop):
     return period[(np.arange(start, stop) + n_fft) % hop]
 
 
-def _separate_patch_grid(mix, model, targets, chunk_seconds, bar, scale=1.0):
+def _separate_patch_grid(mix, model, targets, chunk_seconds, bar, alloc, scale=1.0):
     """Stream ``mix`` through a patch-grid model in blocks of whole patches.
 
     Spleeter frame ``k`` covers input samples ``[k * hop - n_fft, k * hop)``; patch ``p`` holds
@@ -239,7 +285,7 @@ def _separate_patch_grid(mix, model, targets, chunk_seconds, bar, scale=1.0):
     patches = int(chunk_seconds * rate) // (T * hop)
     step = T * min(max(1, patches), PATCH_GRID_MAX_PATCHES)
     fn = _patch_block_fn(model)
-    out = {t: np.zeros((n, nb_channels), np.float32) for t in targets}
+    out = {t: alloc(n, nb_channels) for t in targets}
     for k0 in range(0, nb_frames, step):
         k1 = min(k0 + step, nb_frames)
         s0, s1 = k0 * hop - n_fft, (k1 - 1) * hop  # frames [k0, k1) span samples [s0, s1)
@@ -251,11 +297,10 @@ def _separate_patch_grid(mix, model, targets, chunk_seconds, bar, scale=1.0):
             out[t][a:b] += y[t].numpy()[0, :, a - s0 : b - s0].T
         if bar is not None:
             bar.update((min(k1 * hop - n_fft, n) - max(k0 * hop - n_fft, 0)) * scale / rate)
-    step = 1 << 20  # divide in slices: no full-length temporary
-    for a in range(0, n, step):
-        env = _window_envelope(model, a, min(a + step, n))[:, None]
+    for a in range(0, n, _SLICE):  # divide in slices: no full-length temporary
+        env = _window_envelope(model, a, min(a + _SLICE, n))[:, None]
         for t in targets:
-            out[t][a : a + step] /= env
+            out[t][a : a + _SLICE] /= env
     return out
 
 
