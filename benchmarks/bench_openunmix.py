@@ -15,7 +15,8 @@ default; openunmix runs at about 3x real time on a loaded 2-core machine):
   its ``predict.separate`` does (torch threads = cores);
 
 each engine in a fresh subprocess that prints its processing time and its peak resident memory
-(VmHWM); then ours again on a ``--rss-seconds`` input (600 s = 10 min by default) for peak memory.
+(VmHWM); then the peak memory of ``kerasep separate`` (TF, and ``--backend onnx``) on a
+``--rss-seconds`` WAV (600 s = 10 min by default; ``benchmarks/rss_cli.py``), as a user runs it.
 The TF time includes tracing the graph once. Printed: real-time factors (processing seconds / audio seconds, lower is faster), the
 speed-ups of ours over openunmix (target: ONNX >= 1.2x), peak RSS of each (target for ours:
 < 3 GB on a 10-minute input) and the SDR between our TF output and openunmix's.
@@ -36,6 +37,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+import rss_cli  # noqa: E402
 TRACK = REPO.parent / "shared" / "data" / "musdb18hq-mini" / "test" / "The Easton Ellises - Falcon 69" / "mixture.wav"
 TARGETS = ["vocals", "drums", "bass", "other"]
 RATE = 44100
@@ -51,16 +54,6 @@ def looped_input(seconds):
     assert rate == RATE
     n = int(seconds * RATE)
     return np.ascontiguousarray(np.tile(mix, (-(-n // mix.shape[0]), 1))[:n])
-
-
-def peak_rss_bytes():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _torch_models(workdir):
@@ -123,7 +116,7 @@ def child(engine, seconds, workdir, out):
             y = sep(torch.from_numpy(mix.T.copy())[None]).numpy()[0]
         stems = {t: y[j].T for j, t in enumerate(TARGETS)}
     result["seconds"] = time.perf_counter() - start
-    result["peak_rss"] = peak_rss_bytes()
+    result["peak_rss"] = rss_cli.peak_rss_bytes()
     np.savez(out, **{t: stems[t] for t in TARGETS})
     print(json.dumps(result))
 
@@ -162,7 +155,7 @@ def main(argv=None):
     parser.add_argument("--rss-seconds", type=float, default=600.0,
                         help="input length of the peak-memory runs of ours (default 600 = 10 min)")
     parser.add_argument("--chunk-seconds", type=float,
-                        help="chunk length for ours (default: kerasep's 60 s, the ONNX runner's 30 s)")
+                        help="chunk length for ours (default: the model's 20 s in TF, the ONNX runner's 120 s)")
     parser.add_argument("--workdir", help="keep the converted/exported weights here (reused if present)")
     parser.add_argument("--weights", help="folder with real {target}-{hash}.pth files (default: random)")
     parser.add_argument("--child", nargs=4, metavar=("ENGINE", "SECONDS", "WORKDIR", "OUT"),
@@ -187,7 +180,7 @@ def main(argv=None):
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           f"input: {TRACK.parent.name}/{TRACK.name} looped to {args.seconds:.0f} s (speed) and "
           f"{args.rss_seconds:.0f} s (memory); chunks for ours: "
-          f"{args.chunk_seconds or 'default (TF 60 s, ONNX runner 30 s)'}", flush=True)
+          f"{args.chunk_seconds or 'default (TF 20 s, ONNX runner 120 s)'}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = args.workdir or tmp
         Path(workdir).mkdir(parents=True, exist_ok=True)
@@ -218,15 +211,21 @@ def main(argv=None):
                           + ", ".join(f"{t} {v:.1f} dB" for t, v in zip(TARGETS, vals)), flush=True)
         ours = [e for e in ("tf", "onnx") if e in args.engines]
         if args.rss_seconds and ours:
-            if args.rss_seconds != args.seconds:
-                results, _ = run_engines(ours, args.rss_seconds, workdir)
+            long = rss_cli.make_input(args.rss_seconds, Path(workdir) / "long.wav", source=TRACK)
             for engine in ours:
-                if engine in results:
-                    rss = results[engine]["peak_rss"]
-                    print(f"peak RSS ours ({engine}) on {args.rss_seconds / 60:.1f} min: "
-                          f"{rss / 1024**3:.2f} GB (target < {RSS_TARGET_BYTES / 1024**3:.0f} GB on 10 min): "
-                          f"{'OK' if rss < RSS_TARGET_BYTES else 'OVER'}", flush=True)
-
+                cmd = ["separate", long, "-o", Path(workdir) / "out", "-q", "--overwrite"]
+                cmd += ["-m", Path(workdir) / "umx.keras"] if engine == "tf" else \
+                       ["--backend", "onnx", "-m", Path(workdir) / "umx.onnx"]
+                if args.chunk_seconds:
+                    cmd += ["--chunk-seconds", args.chunk_seconds]
+                code, rss, err = rss_cli.run_measured(cmd)
+                if code or rss is None:
+                    print(f"peak RSS ours ({engine}): `kerasep separate` failed (rc={code}): {err[-1500:]}")
+                    continue
+                print(f"peak RSS ours ({engine}), `kerasep separate` of a {args.rss_seconds / 60:.1f}-min WAV "
+                      f"(decode, separate, write): {rss / 1024**3:.2f} GB (target < "
+                      f"{RSS_TARGET_BYTES / 1024**3:.0f} GB on 10 min): {'OK' if rss < RSS_TARGET_BYTES else 'OVER'}",
+                      flush=True)
 
 def run_engines(engines, seconds, workdir):
     import numpy as np

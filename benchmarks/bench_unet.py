@@ -7,8 +7,9 @@ In one run, on the same 3-minute real input (the Spleeter example song looped to
   each after one warm-up run, best of ``--repeats`` runs alternating the two,
 - their ratio;
 
-then the peak resident memory (VmHWM) of separating a 3-minute and a 10-minute input with ours,
-each in a fresh subprocess, against the 2 GB target.
+then the peak resident memory (VmHWM) of ``kerasep separate`` on 3-, 10- and 30-minute WAV files
+(the real song looped; decoding, separation and writing the stems), each in a fresh subprocess
+(``benchmarks/rss_cli.py``), against the 2 GB target: memory must not grow with the length.
 
 Usage (from the repository root; needs the ``test`` extra)::
 
@@ -21,12 +22,15 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+import rss_cli  # noqa: E402
 MIXTURE = REPO.parent / "shared" / "data" / "mixtures" / "audio_example.mp3"
 RATE = 44100
 RSS_TARGET_BYTES = 2 * 1024**3
@@ -41,30 +45,6 @@ def looped_input(seconds, path=MIXTURE):
     mix = audio.load(path, sample_rate=RATE, nb_channels=2)
     n = int(seconds * RATE)
     return np.ascontiguousarray(np.tile(mix, (-(-n // mix.shape[0]), 1))[:n])
-
-
-def peak_rss_bytes():
-    """This process's peak resident set size (VmHWM), in bytes."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    import resource  # non-Linux fallback (ru_maxrss is in KiB on Linux, bytes on macOS)
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-
-
-def child_rss(seconds, model_name, chunk_seconds):
-    """Runs in a fresh process: separate a ``seconds`` input, print peak RSS before/after."""
-    from kerasep import zoo
-    from kerasep.inference import separate_array
-
-    mix = looped_input(seconds)
-    model = zoo.load(model_name, download=False)
-    before = peak_rss_bytes()
-    stems = separate_array(mix, model, chunk_seconds=chunk_seconds)
-    assert all(y.shape == mix.shape for y in stems.values())
-    print(f"RSS {before} {peak_rss_bytes()}")
 
 
 def ours_runner(model, chunk_seconds):
@@ -92,15 +72,12 @@ def timed(fn, mix):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=180.0, help="timed input length")
-    parser.add_argument("--rss-minutes", type=float, nargs="*", default=[3.0, 10.0])
+    parser.add_argument("--rss-minutes", type=float, nargs="*", default=[3.0, 10.0, 30.0])
     parser.add_argument("--model", default="unet-2stems")
     parser.add_argument("--chunk-seconds", type=float, default=None, help="default: kerasep's")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per implementation")
     parser.add_argument("--skip-reference", action="store_true")
-    parser.add_argument("--child-rss", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.child_rss is not None:
-        return child_rss(args.child_rss, args.model, args.chunk_seconds)
 
     import tensorflow as tf
 
@@ -145,21 +122,20 @@ def main(argv=None):
     print("all timed runs (s): " + "; ".join(
         f"{name} " + ", ".join(f"{t:.2f}" for t in ts) for name, ts in times.items()))
 
-    for minutes in args.rss_minutes:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--child-rss", str(minutes * 60),
-               "--model", args.model]
-        if args.chunk_seconds is not None:
-            cmd += ["--chunk-seconds", str(args.chunk_seconds)]
-        res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-        line = [l for l in res.stdout.splitlines() if l.startswith("RSS ")]
-        if res.returncode or not line:
-            print(f"peak RSS {minutes:g} min: child failed (rc={res.returncode}): {res.stderr[-2000:]}")
-            continue
-        before, peak = (int(v) for v in line[-1].split()[1:])
-        print(f"peak RSS, {minutes:g}-minute input, fresh process: {peak / 2**20:.0f} MiB "
-              f"(after model load {before / 2**20:.0f} MiB); target < {RSS_TARGET_BYTES / 2**20:.0f} MiB: "
-              f"{'OK' if peak < RSS_TARGET_BYTES else 'OVER'}")
-
+    with tempfile.TemporaryDirectory(prefix="bench-unet-") as tmp:
+        for minutes in args.rss_minutes:
+            long = rss_cli.make_input(minutes * 60, Path(tmp) / f"looped-{minutes:g}min.wav")
+            cmd = ["separate", long, "-m", args.model, "-o", Path(tmp) / "out", "-q", "--overwrite"]
+            if args.chunk_seconds is not None:
+                cmd += ["--chunk-seconds", args.chunk_seconds]
+            code, peak, err = rss_cli.run_measured(cmd)
+            os.unlink(long)
+            if code or peak is None:
+                print(f"peak RSS {minutes:g} min: `kerasep separate` failed (rc={code}): {err[-2000:]}")
+                continue
+            print(f"peak RSS, `kerasep separate` of a {minutes:g}-minute WAV (decode, separate, write), fresh "
+                  f"process: {peak / 2**20:.0f} MiB; target < {RSS_TARGET_BYTES / 2**20:.0f} MiB: "
+                  f"{'OK' if peak < RSS_TARGET_BYTES else 'OVER'}", flush=True)
 
 if __name__ == "__main__":
     main()

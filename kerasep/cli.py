@@ -240,7 +240,7 @@ def build_parser():
                      help="sample format (default PCM_16)")
     sep.add_argument("--chunk-seconds", type=float, default=None,
                      help="process at most S seconds at a time (bounded memory; default 60, "
-                          "Demucs: its segment length)")
+                          "Open-Unmix 20, Demucs: its segment length)")
     sep.add_argument("--shifts", type=int, default=0, metavar="N",
                      help="average N runs on randomly shifted input (demucs' shift trick; default 0)")
     sep.add_argument("--seed", type=int, default=None, help="seed of the random --shifts")

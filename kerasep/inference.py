@@ -110,7 +110,8 @@ def separate_array(mix, model, chunk_seconds=None, progress=False, context_secon
         raise ValueError(f"shifts must be >= 0. Received: {shifts}")
     segmented = not hasattr(model, "chunk_context") and hasattr(model, "segment_seconds")
     if chunk_seconds is None:
-        chunk_seconds = model.segment_seconds if segmented else DEFAULT_CHUNK_SECONDS
+        chunk_seconds = (model.segment_seconds if segmented
+                         else getattr(model, "default_chunk_seconds", DEFAULT_CHUNK_SECONDS))
     chunk_seconds = float(chunk_seconds)
     if chunk_seconds <= 0:
         raise ValueError(f"chunk_seconds must be > 0. Received: {chunk_seconds}")
@@ -341,7 +342,8 @@ def separate(
         model: a zoo name (e.g. ``"unet-2stems"``), a ``.keras`` path, or a loaded model.
         sample_rate: the array's rate in Hz (default: the model's). Arrays at another rate are
             resampled to the model's rate and the stems back to ``sample_rate``.
-        chunk_seconds: process at most this many seconds at a time (memory bound; default 60).
+        chunk_seconds: process at most this many seconds at a time (memory bound; default: the
+            model's ``default_chunk_seconds``, else 60; Demucs: its segment length).
         progress: show a tqdm progress bar.
         weights: optional local weights (folder, archive or wheel) for a zoo name.
         downmix: accept more than two channels by mixing them down.

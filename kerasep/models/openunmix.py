@@ -194,6 +194,12 @@ class OpenUnmixSeparator(keras.Model):
         )
         self.istft = ISTFT(self.n_fft, self.hop_length, padding="center", name="istft")
 
+    #: Seconds per chunk when :func:`kerasep.separate` is not given ``chunk_seconds`` (rounded
+    #: up to whole Wiener windows): four targets' spectrograms and their Wiener filtering grow
+    #: with the chunk, and 20 s keeps ``kerasep separate`` of a 10-minute song under 3 GB peak
+    #: (60 s chunks: 3.4 GB; ``benchmarks/bench_openunmix.py``).
+    default_chunk_seconds = 20.0
+
     @property
     def chunk_alignment(self):
         """Chunk borders fall on multiples of this many samples: one Wiener window
