@@ -77,6 +77,12 @@ def _zeros(nb_timesteps, nb_channels):
 _SLICE = 1 << 20
 
 
+def _slices(n):
+    """``(start, stop)`` of consecutive ``_SLICE``-timestep slices of ``[0, n)``."""
+    for start in range(0, n, _SLICE):
+        yield start, min(start + _SLICE, n)
+
+
 def separate_array(mix, model, chunk_seconds=None, progress=False, context_seconds=None, shifts=0,
                    two_stems=None, seed=None, alloc=None):
     """Separate a validated ``(nb_timesteps, nb_channels)`` array at the model's rate.
@@ -138,8 +144,7 @@ def separate_array(mix, model, chunk_seconds=None, progress=False, context_secon
                 est = _separate_chunks(shifted, model, fn, targets, chunk_seconds, context_seconds,
                                        segmented, bar, alloc, scale=n / shifted.shape[0])
                 for t in targets:
-                    for a in range(0, n, _SLICE):
-                        b = min(a + _SLICE, n)
+                    for a, b in _slices(n):
                         out[t][a:b] += est[t][delay + a : delay + b] / shifts
                     _release(est[t])
     finally:
@@ -147,8 +152,7 @@ def separate_array(mix, model, chunk_seconds=None, progress=False, context_secon
             bar.close()
     if two_stems is not None:
         rest = alloc(n, mix.shape[1])
-        for a in range(0, n, _SLICE):
-            b = min(a + _SLICE, n)
+        for a, b in _slices(n):
             rest[a:b] = sum(out[t][a:b] for t in targets if t != two_stems)
         for t in targets:
             if t != two_stems:
@@ -298,10 +302,10 @@ def _separate_patch_grid(mix, model, targets, chunk_seconds, bar, alloc, scale=1
             out[t][a:b] += y[t].numpy()[0, :, a - s0 : b - s0].T
         if bar is not None:
             bar.update((min(k1 * hop - n_fft, n) - max(k0 * hop - n_fft, 0)) * scale / rate)
-    for a in range(0, n, _SLICE):  # divide in slices: no full-length temporary
-        env = _window_envelope(model, a, min(a + _SLICE, n))[:, None]
+    for a, b in _slices(n):  # divide in slices: no full-length temporary
+        env = _window_envelope(model, a, b)[:, None]
         for t in targets:
-            out[t][a : a + _SLICE] /= env
+            out[t][a:b] /= env
     return out
 
 
