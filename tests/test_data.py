@@ -160,6 +160,15 @@ def test_stream_is_seeded_and_resumable(synthetic):
         np.testing.assert_array_equal(xa, xr)
 
 
+def test_resume_when_the_batch_size_does_not_divide_an_epoch(synthetic):
+    # 3 tracks x 1 sample / batch 2: 1 step (2 samples) per epoch; epoch e starts at sample 2e
+    kw = dict(seq_duration=0.05, samples_per_track=1, batch_size=2, augmentations=["gain"], random_track_mix=True)
+    a = _batches(data.training_dataset(synthetic, ["vocals"], seed=4, **kw), 5)
+    resumed = _batches(data.training_dataset(synthetic, ["vocals"], seed=4, start_epoch=3, **kw), 2)
+    for (xa, _), (xr, _) in zip(a[3:], resumed):
+        np.testing.assert_array_equal(xa, xr)
+
+
 def test_each_epoch_visits_every_track_samples_per_track_times(synthetic):
     ds = data.training_dataset(synthetic, ["vocals"], seq_duration=0.05, samples_per_track=2, batch_size=1,
                                augmentations=[], seed=1)
@@ -195,6 +204,24 @@ def test_augmentations(synthetic):
     np.testing.assert_array_equal(shifted[:, :, 0] - offsets[:, None], np.tile(np.arange(15), (4, 1)))
     with pytest.raises(ValueError, match="unknown augmentation"):
         augment.check(["reverb"])
+
+
+@pytest.mark.parametrize("augmentations", [["gain", "channelswap", "signflip"], ["signflip", "gain"], ["channelswap"], []])
+def test_drawn_augmentations_equal_the_tensor_ones(augmentations):
+    # the pipeline applies augment.draw's (scale, swap) while copying chunks: the same draws and
+    # bit for bit the same result as augment.apply on the chunk
+    import tensorflow as tf
+    from kerasep.data import augment
+
+    x = tf.constant(np.random.default_rng(0).normal(size=(4, 500, 2)).astype(np.float32))
+    for k in range(5):
+        seed = tf.constant([7, k], tf.int64)
+        expected = augment.apply(x, seed, augmentations).numpy()
+        scale, swap = (v.numpy() for v in augment.draw(seed, 4, augmentations))
+        got = np.where(swap[:, None, None], x.numpy()[:, :, ::-1], x.numpy()) * scale[:, None, None]
+        np.testing.assert_array_equal(got, expected)
+        if "gain" in augmentations:
+            assert np.all((np.abs(scale) >= 0.25) & (np.abs(scale) < 1.25))
 
 
 def test_random_track_mix_draws_sources_from_other_tracks(synthetic):

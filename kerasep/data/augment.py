@@ -4,6 +4,15 @@ Every function takes ``sources`` of shape ``(nb_sources, nb_timesteps, nb_channe
 stateless ``seed`` (an int32/int64 tensor of shape ``(2,)``); the same seed gives the same
 result, on any machine and in any ``tf.data`` thread, which makes training reproducible. Each
 source is augmented independently, as in Open-Unmix and Demucs.
+
+The training pipeline does not run these functions on the audio: :func:`draw` makes the same
+random draws as :func:`apply` (per source: one gain, one channel-swap and one sign-flip coin)
+and returns them as a per-source factor and swap flag, which the chunk reader applies while it
+copies the chunk out of the decoded track (one pass over the samples instead of three
+element-wise ops per augmentation). ``apply(x, seed)`` equals ``x`` channel-reversed where
+``swap`` and multiplied by ``scale`` for ``scale, swap = draw(seed, ...)``, bit for bit when
+``"gain"`` is named once (a sign flip is an exact multiplication, a swap a permutation: they
+commute exactly with the gain).
 """
 from kerasep.backend import tf
 
@@ -37,14 +46,18 @@ def sign_flip(sources, seed, p=0.5):
     return tf.where(flip, -sources, sources)
 
 
+def shift_offsets(seed, nb_sources, max_shift):
+    """The offsets :func:`time_shift` draws: int32 ``(nb_sources,)`` uniform in ``[0, max_shift]``."""
+    return tf.random.stateless_uniform([nb_sources], seed=seed, minval=0, maxval=max_shift + 1, dtype=tf.int32)
+
+
 def time_shift(sources, seed, length):
     """Cut ``length`` samples from each source at its own random offset (Demucs' shift).
 
     ``sources`` has ``length + max_shift`` samples; offsets are uniform in ``[0, max_shift]``.
     """
     n = tf.shape(sources)[0]
-    max_shift = tf.shape(sources)[1] - length
-    offsets = tf.random.stateless_uniform([n], seed=seed, minval=0, maxval=max_shift + 1, dtype=tf.int32)
+    offsets = shift_offsets(seed, n, tf.shape(sources)[1] - length)
     idx = offsets[:, None] + tf.range(length)[None, :]
     return tf.gather(sources, idx, axis=1, batch_dims=1)
 
@@ -59,6 +72,26 @@ def apply(sources, seed, augmentations=("gain", "channelswap")):
             raise ValueError(f"unknown augmentation {name!r}; expected some of {AUGMENTATIONS}")
         sources = _FUNCS[name](sources, _fold(seed, 100 + k))
     return sources
+
+
+def draw(seed, nb_sources, augmentations=("gain", "channelswap")):
+    """The random draws of :func:`apply` for ``nb_sources`` sources, without the audio.
+
+    Returns ``(scale, swap)``: float32 ``(nb_sources,)`` factors (gain times sign) and bool
+    ``(nb_sources,)`` channel-swap flags."""
+    scale = tf.ones([nb_sources], tf.float32)
+    swap = tf.zeros([nb_sources], tf.bool)
+    for k, name in enumerate(augmentations):
+        s = _fold(seed, 100 + k)
+        if name == "gain":
+            scale = scale * tf.random.stateless_uniform([nb_sources], seed=s, minval=0.25, maxval=1.25)
+        elif name == "channelswap":
+            swap = tf.math.logical_xor(swap, tf.random.stateless_uniform([nb_sources], seed=s) < 0.5)
+        elif name == "signflip":
+            scale = tf.where(tf.random.stateless_uniform([nb_sources], seed=s) < 0.5, -scale, scale)
+        else:
+            raise ValueError(f"unknown augmentation {name!r}; expected some of {AUGMENTATIONS}")
+    return scale, swap
 
 
 def check(augmentations):

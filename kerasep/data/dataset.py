@@ -5,21 +5,29 @@ Elements are ``(mix, {target: y})`` with ``mix`` and each ``y`` float32 of shape
 kerasep models take. The mixture is the sum of the (augmented) sources; a target is the sum of
 the sources it groups (``{"accompaniment": ["drums", "bass", "other"]}``).
 
-Training (:func:`training_dataset`) is an endless, deterministic stream: sample ``i`` belongs to
-epoch ``i // samples_per_epoch`` and every random choice for it (which track, where, gains...)
-comes from stateless RNGs seeded with ``(seed, i)``. Every block of ``nb_tracks`` consecutive
-samples is a seeded permutation of the tracks, so each epoch has each track
-``samples_per_track`` times. Because nothing depends on the
-order in which ``tf.data`` threads run, parallel reading stays reproducible, and a resumed run
-starts at ``start_epoch`` and sees exactly the samples an uninterrupted run would have seen.
-Use it with ``model.fit(ds, steps_per_epoch=steps_per_epoch(...))``.
+Training (:func:`training_dataset`) is an endless, deterministic stream: an epoch is
+``steps_per_epoch(...)`` batches, sample ``i`` is example ``i % batch_size`` of batch
+``i // batch_size``, and every random choice for it (which track, where, gains...) comes from
+stateless RNGs seeded with ``(seed, i)``. Every block of ``nb_tracks`` consecutive samples is a
+seeded permutation of the tracks, so each epoch has each track ``samples_per_track`` times
+(when ``batch_size`` divides ``nb_tracks * samples_per_track``; within one otherwise). Because
+nothing depends on the order in which ``tf.data`` threads run, parallel reading stays
+reproducible, and a resumed run starts at ``start_epoch`` and sees exactly the samples an
+uninterrupted run would have seen. Use it with
+``model.fit(ds, steps_per_epoch=steps_per_epoch(...))``.
 
 Validation (:func:`validation_dataset`) is finite and fixed: consecutive chunks of
 ``seq_duration`` seconds of every track, or whole tracks when ``seq_duration=None``.
 
 Tracks are decoded once (``AUTOTUNE`` parallel map) into a :class:`~kerasep.data.tracks.TrackCache`
-(in memory, or ``.npy`` files under ``cache_dir`` read through memory maps), chunk reading runs
-as an ``AUTOTUNE`` parallel map with deterministic order, and batches are prefetched.
+(in memory, or ``.npy`` files under ``cache_dir`` read through memory maps). The training stream
+then does little per batch: a per-sample map draws the random choices (a few scalar ops), and
+one call per batch copies every chunk out of the decoded tracks with its augmentations applied
+during the copy (gain × sign factor, channel order; see :func:`kerasep.data.augment.draw`) and
+sums the mixture and the targets. Both maps are ``AUTOTUNE`` parallel with deterministic order,
+and batches are prefetched. Features (STFT magnitudes) are best computed in the train step, on
+the accelerator (what :mod:`kerasep.train` does); ``featurize`` computes them in ``tf.data``
+instead.
 
 Short tracks (fewer samples than a chunk) follow ``short_tracks``: ``"error"`` (default, the
 error lists them), ``"skip"`` (dropped with a warning) or ``"pad"`` (zero-padded at the end).
@@ -77,6 +85,30 @@ class _Reader:
             a = self.arrays[int(t)]
             piece = a[s, int(start) : int(start) + length]
             out[s, : piece.shape[0]] = piece
+        return out
+
+    def read_batch(self, track_ids, starts, scales, swaps, length):
+        """A batch of augmented chunks, channels first: ``(batch, nb_sources, nb_channels, length)``.
+
+        Source ``s`` of example ``b`` is ``length`` samples of track ``track_ids[b, s]`` from
+        ``starts[b, s]`` (zeros past the end), channel-reversed where ``swaps[b, s]``, times
+        ``scales[b, s]``: cutting, the transposition to the models' layout and the
+        augmentations are one copy of the samples."""
+        length = int(length)
+        batch, nb_sources = track_ids.shape
+        nb_channels = self.arrays[0].shape[2]
+        out = np.empty((batch, nb_sources, nb_channels, length), np.float32)
+        for b in range(batch):
+            for s in range(nb_sources):
+                a = self.arrays[int(track_ids[b, s])]
+                start = int(starts[b, s])
+                piece = a[s, start : start + length].T  # (nb_channels, <= length), a view
+                if swaps[b, s]:
+                    piece = piece[::-1]
+                n = piece.shape[1]
+                np.multiply(piece, scales[b, s], out=out[b, s, :, :n])
+                if n < length:
+                    out[b, s, :, n:] = 0.0
         return out
 
 
@@ -166,8 +198,9 @@ def training_dataset(
         start_epoch: first epoch of the stream (resuming a run).
         cache_dir: on-disk cache of decoded tracks (default: in memory).
         short_tracks: ``"error"``, ``"skip"`` or ``"pad"``.
-        featurize: optional function applied to each batch ``(mix, ys) -> (x, y)`` (e.g. the
-            spectrogram features of :func:`kerasep.train.featurizer`).
+        featurize: optional function applied to each batch ``(mix, ys) -> (x, y)`` in
+            ``tf.data`` (e.g. ``kerasep.train.Adapter(...).featurize``). ``kerasep.train``
+            computes features in the train step instead, which keeps this pipeline light.
 
     Returns:
         ``tf.data.Dataset`` of batches ``(mix (batch, nb_channels, nb_timesteps), {target: ...})``.
@@ -182,14 +215,17 @@ def training_dataset(
     shift = int(round(max_shift * rate))
     chunk = seq_len + shift
     tracks, arrays = _prepare(tracks, cache_dir, chunk, short_tracks, "training data")
-    groups = normalize_targets(targets, tracks[0].sources)
-    nb_tracks, nb_sources = len(tracks), len(tracks[0].sources)
-    n = nb_tracks * samples_per_track
+    source_names = tracks[0].sources
+    groups = normalize_targets(targets, source_names)
+    nb_tracks, nb_sources, nb_channels = len(tracks), len(source_names), int(arrays[0].shape[2])
     lengths = tf.constant([a.shape[1] for a in arrays], tf.int64)
     reader = _Reader(arrays, short_tracks == "pad")
     seed = int(seed)
+    index = {name: i for i, name in enumerate(source_names)}
+    members = [[index[name] for name in srcs] for srcs in groups.values()]
 
-    def sample(i):
+    def draw(i):
+        """Every random choice for sample ``i`` (no audio): tracks, starts, gains, flips."""
         # each block of nb_tracks consecutive samples is a seeded permutation of the tracks, so
         # an epoch visits every track exactly samples_per_track times (O(nb_tracks) per sample)
         block, j = i // nb_tracks, i % nb_tracks
@@ -205,17 +241,27 @@ def training_dataset(
         u = tf.random.stateless_uniform([nb_sources if random_track_mix else 1], seed=_augment._fold(s, 2), dtype=tf.float64)
         starts = tf.cast(tf.floor(u * tf.cast(room, tf.float64)), tf.int64)
         starts = tf.minimum(tf.broadcast_to(starts, [nb_sources]), room - 1)
-        x = tf.numpy_function(reader.read, [ids, starts, chunk], tf.float32, stateful=False)
-        x = tf.ensure_shape(x, [nb_sources, chunk, None])
-        if shift:
-            x = _augment.time_shift(x, _augment._fold(s, 3), seq_len)
-        x = _augment.apply(x, _augment._fold(s, 4), augmentations)
-        return x
+        if shift:  # each source cut at its own offset in [0, shift] within the chunk
+            starts += tf.cast(_augment.shift_offsets(_augment._fold(s, 3), nb_sources, shift), tf.int64)
+        scale, swap = _augment.draw(_augment._fold(s, 4), nb_sources, augmentations)
+        return ids, starts, scale, swap
 
-    ds = tf.data.Dataset.counter(start=int(start_epoch) * n, dtype=tf.int64)
-    ds = ds.map(sample, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.map(_to_example(groups, tracks[0].sources), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    def read(ids, starts, scales, swaps):
+        src = reader.read_batch(ids, starts, scales, swaps, seq_len)  # (batch, sources, channels, time)
+        mix = src.sum(axis=1)
+        ys = [src[:, m[0]].copy() if len(m) == 1 else src[:, m].sum(axis=1) for m in members]
+        return [mix] + ys
+
+    def example(ids, starts, scales, swaps):
+        outs = tf.numpy_function(read, [ids, starts, scales, swaps], [tf.float32] * (1 + len(groups)), stateful=False)
+        outs = [tf.ensure_shape(o, [batch_size, nb_channels, seq_len]) for o in outs]
+        return outs[0], dict(zip(groups, outs[1:]))
+
+    first = int(start_epoch) * steps_per_epoch(nb_tracks, samples_per_track, batch_size) * batch_size
+    ds = tf.data.Dataset.counter(start=first, dtype=tf.int64)
+    ds = ds.map(draw, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=True)
+    ds = ds.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if featurize is not None:
         ds = ds.map(featurize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
