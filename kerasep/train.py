@@ -32,8 +32,10 @@ Config (every key optional except ``model``; see ``zoo/unet-2stems/train_config.
 
 What ``model.fit`` trains (``domain``):
 
-- ``"spectrogram"``: the family's spectrogram model on features the pipeline computes with the
-  separator's own STFT layers. U-Net: ``separator.core`` on ``T``-frame magnitude patches,
+- ``"spectrogram"``: the family's spectrogram model on features computed with the separator's
+  own STFT layers inside the train step (on the accelerator; the ``tf.data`` pipeline only cuts
+  and augments waveforms, see :class:`FeaturizingModel`; validation features are computed once
+  and cached). U-Net: ``separator.core`` on ``T``-frame magnitude patches,
   Spleeter's L1 loss on the masked magnitudes. Open-Unmix: the per-target models on full
   magnitude spectrograms, MSE loss, after the input-statistics pass (per-bin mean/std of the
   training mixtures into each model's ``input_norm``).
@@ -169,25 +171,77 @@ def build_separator(model_cfg):
     return model
 
 
+class FeaturizingModel(keras.Model):
+    """A spectrogram model trained on waveform batches: its train and test steps compute the
+    features (STFT magnitudes, with the separator's own layers) from ``(mix, {target: y})``
+    waveform batches first, on the device that runs the step, then do the usual step on
+    ``(features, target features)``.
+
+    Batches that already are features (``x`` of rank 4: cached validation features) go to the
+    model as they are. ``call`` takes features: ``model(x)`` is ``inner(x)``.
+    """
+
+    def __init__(self, inner, featurize, **kwargs):
+        kwargs.setdefault("name", f"{inner.name}_on_waveforms")
+        kwargs.setdefault("dtype", "float32")  # no casts here: the inner model's layers cast
+        super().__init__(**kwargs)
+        self.inner = inner
+        self.featurize = featurize
+        self.built = inner.built  # no variables of its own (BackupAndRestore wants it built)
+
+    def call(self, x, training=False):
+        return self.inner(x, training=training)
+
+    def features(self, data):
+        """``(mix, ys[, sample_weight])`` waveforms → the same tuple with features."""
+        if not isinstance(data, (tuple, list)) or len(data) < 2:
+            return data
+        x = data[0]
+        if getattr(x, "shape", None) is None or x.shape.rank != 3:
+            return data
+        fx, fy = self.featurize(x, data[1])
+        return (fx, fy) + tuple(data[2:])
+
+    def train_step(self, data):
+        return super().train_step(self.features(data))
+
+    def test_step(self, data):
+        return super().test_step(self.features(data))
+
+    def _symbolic_build(self, iterator=None, data_batch=None):
+        # fit under a distribution strategy builds from one (waveform) batch
+        if data_batch is not None:
+            data_batch = self.features(tuple(data_batch))
+        return super()._symbolic_build(iterator=iterator, data_batch=data_batch)
+
+
 class Adapter:
     """How a separator is trained in one domain.
 
     Attributes:
-        fit_model: the ``keras.Model`` given to ``compile``/``fit``.
-        featurize: ``(mix, ys) -> (x, y)`` batch function for the ``tf.data`` pipeline.
+        fit_model: the ``keras.Model`` given to ``compile``/``fit``. It takes the training
+            pipeline's waveform batches: in the spectrogram domain it is a
+            :class:`FeaturizingModel` that computes the features inside the train step (on the
+            accelerator, as Open-Unmix's training computes its STFT in the model), so the ``tf.data``
+            pipeline only cuts and augments decoded audio.
+        feature_model: the model trained on features (the U-Net core, the Open-Unmix target
+            models; the separator itself in the waveform domain).
+        featurize: ``(mix, ys) -> (x, y)`` batch function (None in the waveform domain); the
+            validation pipeline computes and caches features with it.
         default_loss: loss name used when the config gives none.
     """
 
     def __init__(self, separator, domain):
         self.separator = separator
         self.domain = domain
+        self._float32_layers = {}
         self.targets = list(getattr(separator, "output_targets", None) or separator.targets)
         if domain == "waveform":
-            self.fit_model = separator
+            self.feature_model = separator
             self.featurize = None
             self.default_loss = "waveform_l1"
         elif hasattr(separator, "core") and hasattr(separator, "to_patches"):  # U-Net
-            self.fit_model = separator.core
+            self.feature_model = separator.core
             self.targets = list(separator.targets)
             self.featurize = self._unet_features
             self.default_loss = "spectrogram_l1"
@@ -195,29 +249,48 @@ class Adapter:
             inp = keras.Input((separator.nb_channels, None, separator.nb_bins), name="mix_magnitude")
             self.targets = list(separator.targets)
             outs = {t: separator.target_models[t](inp) for t in self.targets}
-            self.fit_model = keras.Model(inp, outs, name="openunmix_targets")
+            self.feature_model = keras.Model(inp, outs, name="openunmix_targets")
             self.featurize = self._magnitude_features
             self.default_loss = "spectrogram_mse"
         else:
             raise ConfigError(
                 f"{type(separator).__name__} has no spectrogram-domain training path; use training.domain='waveform'"
             )
+        if self.featurize is None:
+            self.fit_model = self.feature_model
+        else:
+            for name in ("stft", "magnitude"):
+                if hasattr(separator, name):
+                    self._float32(name)
+            self.fit_model = FeaturizingModel(self.feature_model, self.featurize)
+
+    def _float32(self, name):
+        """The separator's (weightless) layer ``name``, computing in float32: under a
+        ``mixed_float16`` policy its STFT would compute in float16, which ``rfft`` refuses."""
+        layer = getattr(self.separator, name)
+        if layer.compute_dtype == "float32":
+            return layer
+        if name not in self._float32_layers:
+            config = dict(layer.get_config(), dtype="float32", name=f"{layer.name}_float32")
+            self._float32_layers[name] = type(layer).from_config(config)
+        return self._float32_layers[name]
 
     def _unet_features(self, mix, ys):
         sep = self.separator
+        stft, magnitude = self._float32("stft"), self._float32("magnitude")
 
         def patches(w):
-            return sep.to_patches(sep.magnitude(sep.stft(w)))
+            return sep.to_patches(magnitude(stft(w)))
 
         return patches(mix), {t: patches(ys[t]) for t in self.targets}
 
     def _magnitude_features(self, mix, ys):
         sep = self.separator
-
-        magnitude = getattr(sep, "mix_magnitude", None) or sep.magnitude
+        stft = self._float32("stft")
+        magnitude = getattr(sep, "mix_magnitude", None) or self._float32("magnitude")
 
         def mag(w):
-            return magnitude(sep.stft(w))
+            return magnitude(stft(w))
 
         return mag(mix), {t: mag(ys[t]) for t in self.targets}
 
@@ -240,9 +313,11 @@ def input_statistics(adapter, dataset, max_batches=None):
 
     sep = adapter.separator
     total = sq = count = 0.0
-    for k, (x, _) in enumerate(dataset):
+    for k, (x, ys) in enumerate(dataset):
         if max_batches is not None and k >= max_batches:
             break
+        if x.shape.rank == 3:  # waveforms: the features the train step computes
+            x, _ = adapter.featurize(x, ys)
         m = tf.reshape(tf.cast(x, tf.float64), [-1, x.shape[-1]]).numpy()
         total = total + m.sum(0)
         sq = sq + (m * m).sum(0)
@@ -319,7 +394,7 @@ def make_datasets(cfg, root, adapter, start_epoch=0, seed=None):
         start_epoch=start_epoch,
         cache_dir=d["cache_dir"],
         short_tracks=d["short_tracks"],
-        featurize=adapter.featurize,
+        featurize=None,  # adapter.fit_model computes the features in its train step
     )
     valid = data.validation_dataset(
         valid_tracks,

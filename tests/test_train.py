@@ -89,6 +89,53 @@ def test_config_errors(tmp_path):
     assert cfg["model"] == "unet-2stems" and cfg["training"]["loss"] == "spectrogram_l1"
 
 
+@pytest.mark.parametrize("model", [SMALL_UNET, SMALL_UMX], ids=["unet", "openunmix"])
+def test_features_in_the_train_step_equal_features_in_the_pipeline(model):
+    # fit_model takes waveform batches and computes the features in its train step: the same
+    # step, bit for bit, as the feature model trained on features computed beforehand
+    import tensorflow as tf
+    from kerasep import losses, train
+    from kerasep.backend import keras
+
+    sep = train.build_separator(model)
+    adapter = train.Adapter(sep, "spectrogram")
+    rng = np.random.default_rng(0)
+    mix = tf.constant(rng.normal(size=(2, 2, 6000)).astype(np.float32))
+    ys = {t: mix * (0.3 if t == "vocals" else 0.7) for t in adapter.targets}
+    initial = [w.numpy() for w in adapter.feature_model.weights]
+
+    def step(model, x, y):
+        model.compile(optimizer=keras.optimizers.Adam(1e-2), loss={t: losses.SpectrogramL1() for t in adapter.targets})
+        loss = model.train_on_batch(x, y, return_dict=True)
+        return loss, [w.numpy() for w in adapter.feature_model.weights]
+
+    loss_a, after_a = step(adapter.fit_model, mix, ys)
+    for w, v in zip(adapter.feature_model.weights, initial):
+        w.assign(v)
+    loss_b, after_b = step(adapter.feature_model, *adapter.featurize(mix, ys))
+    assert loss_a == loss_b
+    assert any(not np.array_equal(a, b) for a, b in zip(after_a, initial))
+    for a, b in zip(after_a, after_b):
+        np.testing.assert_array_equal(a, b)
+    # cached validation features (rank 4) go to the model as they are
+    assert adapter.fit_model.evaluate(*adapter.featurize(mix, ys), verbose=0, return_dict=True)["loss"] > 0
+
+
+def test_features_are_float32_under_mixed_precision():
+    import tensorflow as tf
+    from kerasep import train
+    from kerasep.backend import keras
+
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        sep = train.build_separator(SMALL_UNET)
+        adapter = train.Adapter(sep, "spectrogram")
+        x, y = adapter.featurize(tf.zeros([1, 2, 4000]), {t: tf.zeros([1, 2, 4000]) for t in adapter.targets})
+        assert x.dtype == tf.float32 and x.shape == (3, 16, 64, 2) and y["vocals"].dtype == tf.float32
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
 def _weights(path):
     import h5py
 

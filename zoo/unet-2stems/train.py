@@ -7,10 +7,12 @@ The config (``train_config.json`` next to this file, or ``--config``) has the ar
 data and optimiser settings; see :mod:`kerasep.train` for every key. What the script does, in
 order: seeds everything (op determinism on), picks the distribution strategy and precision
 policy, builds the separator (untrained), lists and decodes the MUSDB18 tracks into a cache,
-builds the training stream (seeded chunks + augmentations, STFT magnitude patches as features)
-and the fixed validation chunks, compiles the U-Net core with Spleeter's L1 loss per target, and
-calls ``model.fit`` with BackupAndRestore, ModelCheckpoint, EarlyStopping, ReduceLROnPlateau and
-TensorBoard. The separator with the best validation weights is saved as ``model.keras``, which
+builds the training stream (seeded chunks + augmentations, as waveforms) and the fixed validation
+chunks (their STFT magnitude patches computed once and cached), compiles the U-Net core with
+Spleeter's L1 loss per target (``adapter.fit_model``: its train step computes the STFT magnitude
+patches of each waveform batch, on the accelerator), and calls ``model.fit`` with
+BackupAndRestore, ModelCheckpoint, EarlyStopping, ReduceLROnPlateau and TensorBoard. The
+separator with the best validation weights is saved as ``model.keras``, which
 ``kerasep.zoo.load(path)``, ``kerasep separate -m path`` and ``kerasep evaluate path`` accept.
 
 ``--small`` shrinks the architecture and chunks (n_fft 512, 3 levels of 4/8/16 filters, 0.5 s
