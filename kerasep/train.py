@@ -62,6 +62,7 @@ import time
 from pathlib import Path
 
 from kerasep.backend import keras, tf
+from kerasep.layers.stft import STFT, Magnitude, hann_window
 
 DEFAULT_DATA = {
     "source": "musdb",
@@ -171,6 +172,28 @@ def build_separator(model_cfg):
     return model
 
 
+def _stft_complex(stft, waveform):
+    """``stft(waveform)`` as a complex tensor: the same ops as :class:`~kerasep.layers.STFT`,
+    without stacking real and imaginary parts into a trailing axis."""
+    x = stft._pad(tf.cast(waveform, tf.float32))
+    frames = tf.signal.frame(x, stft.n_fft, stft.hop_length, pad_end=stft.padding == "spleeter", axis=-1)
+    frames = frames * hann_window(stft.n_fft, frames.dtype)
+    return tf.signal.rfft(frames)[..., : stft.nb_bins]
+
+
+def _stft_abs(stft, waveform):
+    """``Magnitude()(stft(waveform))``, bit for bit, at about half the cost (the U-Net features)."""
+    return tf.abs(_stft_complex(stft, waveform))
+
+
+def _stft_energy_sqrt(stft, waveform):
+    """``OpenUnmixSeparator.mix_magnitude(stft(waveform))``, bit for bit, without the stacking."""
+    spec = _stft_complex(stft, waveform)
+    energy = tf.square(tf.math.real(spec)) + tf.square(tf.math.imag(spec))
+    nonzero = energy > 0
+    return tf.where(nonzero, tf.sqrt(tf.where(nonzero, energy, tf.ones_like(energy))), 0.0)
+
+
 class FeaturizingModel(keras.Model):
     """A spectrogram model trained on waveform batches: its train and test steps compute the
     features (STFT magnitudes, with the separator's own layers) from ``(mix, {target: y})``
@@ -278,9 +301,10 @@ class Adapter:
     def _unet_features(self, mix, ys):
         sep = self.separator
         stft, magnitude = self._float32("stft"), self._float32("magnitude")
+        direct = type(stft) is STFT and type(magnitude) is Magnitude and magnitude.power == 1.0
 
         def patches(w):
-            return sep.to_patches(magnitude(stft(w)))
+            return sep.to_patches(_stft_abs(stft, w) if direct else magnitude(stft(w)))
 
         return patches(mix), {t: patches(ys[t]) for t in self.targets}
 
@@ -288,9 +312,12 @@ class Adapter:
         sep = self.separator
         stft = self._float32("stft")
         magnitude = getattr(sep, "mix_magnitude", None) or self._float32("magnitude")
+        from kerasep.models.openunmix import OpenUnmixSeparator
+
+        direct = type(stft) is STFT and magnitude is OpenUnmixSeparator.mix_magnitude
 
         def mag(w):
-            return magnitude(stft(w))
+            return _stft_energy_sqrt(stft, w) if direct else magnitude(stft(w))
 
         return mag(mix), {t: mag(ys[t]) for t in self.targets}
 

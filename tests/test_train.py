@@ -102,6 +102,10 @@ def test_features_in_the_train_step_equal_features_in_the_pipeline(model):
     rng = np.random.default_rng(0)
     mix = tf.constant(rng.normal(size=(2, 2, 6000)).astype(np.float32))
     ys = {t: mix * (0.3 if t == "vocals" else 0.7) for t in adapter.targets}
+    # the features are the separator's own (what it computes when it separates), bit for bit
+    spec = sep.stft(mix)
+    own = sep.to_patches(sep.magnitude(spec)) if hasattr(sep, "to_patches") else sep.mix_magnitude(spec)
+    np.testing.assert_array_equal(adapter.featurize(mix, ys)[0].numpy(), own.numpy())
     initial = [w.numpy() for w in adapter.feature_model.weights]
 
     def step(model, x, y):
