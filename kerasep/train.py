@@ -120,7 +120,9 @@ def load_config(path_or_dict):
             raise ConfigError(f"{p}: not valid JSON ({e})") from None
     else:
         raw = copy.deepcopy(dict(path_or_dict))
-    unknown = set(raw) - {"model", "data", "training", "output_dir", "description"}
+    # "run": what train() records of a run (data root, precision policy) in the run folder's
+    # train_config.json, which loads back as a config; it is not an input.
+    unknown = set(raw) - {"model", "data", "training", "output_dir", "description", "run"}
     if unknown:
         raise ConfigError(f"unknown top-level config key(s) {sorted(unknown)}; expected model, data, training, output_dir")
     if "model" not in raw:
@@ -716,7 +718,8 @@ def train(
         raise
     out.mkdir(parents=True, exist_ok=True)
     if chief:
-        (out / "train_config.json").write_text(json.dumps(dict(cfg, data_root=str(data_root), policy=policy), indent=2))
+        (out / "train_config.json").write_text(
+            json.dumps(dict(cfg, run={"data_root": str(data_root), "policy": policy}), indent=2))
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 0
     callbacks = make_callbacks(

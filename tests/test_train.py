@@ -43,7 +43,7 @@ def env():
 
 @pytest.mark.slow
 def test_cli_fit_small_unet_lowers_validation_loss_and_separates(shared_data, tmp_path):
-    from kerasep import cli, separate, zoo
+    from kerasep import cli, separate, train, zoo
 
     cfg = tmp_path / "unet.json"
     cfg.write_text(json.dumps(config()))
@@ -55,6 +55,8 @@ def test_cli_fit_small_unet_lowers_validation_loss_and_separates(shared_data, tm
                  "train_config.json"):
         assert (out / name).is_file(), name
     assert any((out / "logs").rglob("events.out.tfevents*"))  # TensorBoard
+    recorded = train.load_config(out / "train_config.json")  # the run's config loads back as a config
+    assert recorded["model"] == config()["model"] and recorded["training"]["epochs"] == 3
     model = zoo.load(str(out / "model.keras"))
     assert type(model).__name__ == "UNetSeparator" and model.n_fft == 512
     stems = separate(str(MIXTURE_MP3), model=model)
