@@ -6,7 +6,6 @@ Open-Unmix, the input-statistics pass set every target's input normalisation to 
 data's per-bin mean/std before the first epoch."""
 import csv
 import importlib.util
-import json
 import math
 
 import numpy as np
