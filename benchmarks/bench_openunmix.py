@@ -155,7 +155,7 @@ def main(argv=None):
     parser.add_argument("--rss-seconds", type=float, default=600.0,
                         help="input length of the peak-memory runs of ours (default 600 = 10 min)")
     parser.add_argument("--chunk-seconds", type=float,
-                        help="chunk length for ours (default: the model's 20 s in TF, the ONNX runner's 120 s)")
+                        help="chunk length for ours (default: 20 s for Open-Unmix in TF and in the ONNX runner)")
     parser.add_argument("--workdir", help="keep the converted/exported weights here (reused if present)")
     parser.add_argument("--weights", help="folder with real {target}-{hash}.pth files (default: random)")
     parser.add_argument("--child", nargs=4, metavar=("ENGINE", "SECONDS", "WORKDIR", "OUT"),
@@ -180,7 +180,7 @@ def main(argv=None):
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
           f"input: {TRACK.parent.name}/{TRACK.name} looped to {args.seconds:.0f} s (speed) and "
           f"{args.rss_seconds:.0f} s (memory); chunks for ours: "
-          f"{args.chunk_seconds or 'default (TF 20 s, ONNX runner 120 s)'}", flush=True)
+          f"{args.chunk_seconds or 'default (20 s, TF and ONNX runner)'}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = args.workdir or tmp
         Path(workdir).mkdir(parents=True, exist_ok=True)

@@ -33,8 +33,10 @@ import numpy as np
 #: streams patches so memory grows only with the chunk's input and outputs (measured on a 10-minute
 #: input, unet-2stems: peak RSS 791 MiB with 120 s chunks, 858 MiB with 240 s, 949 MiB with 300 s).
 DEFAULT_CHUNK_SECONDS = 240.0
-#: Models without an exact chunk grid (crossfaded chunks; their graphs take a chunk whole).
-DEFAULT_CROSSFADE_CHUNK_SECONDS = 120.0
+#: Models without an exact chunk grid (crossfaded chunks; their graphs take a chunk whole, so
+#: memory grows with the chunk: umxhq on a 10-minute input, `kerasep separate --backend onnx`
+#: peak RSS 1.46 GiB with 20 s chunks, 1.97 GiB with 30 s, 3.42 GiB with 120 s).
+DEFAULT_CROSSFADE_CHUNK_SECONDS = 20.0
 DEFAULT_CONTEXT_SECONDS = 5.0  # crossfade context for models without an exact chunk grid
 WRITE_BLOCK = 1 << 20  # samples converted and written at a time
 READABLE = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif")
