@@ -4,14 +4,30 @@ the same model fed one cached batch from memory, measured side by side in one ru
     python benchmarks/bench_pipeline.py --data ../shared/data/musdb18hq-mini          # CPU, small U-Net
     python benchmarks/bench_pipeline.py --data ... --model unet-2stems --batch-size 4  # GPU, full U-Net
 
-Prints: pipeline alone (batches/s), fit steps/s with synthetic in-memory input, fit steps/s with
-the real pipeline, and their ratio (target >= 0.90). The real pipeline decodes the MUSDB18-HQ
-tracks once into the cache, then cuts seeded random chunks with augmentations (gain, channel
-swap, sign flip, random-track mixing) and computes STFT magnitude patches in tf.data.
+The real pipeline is the training one (``kerasep.train.make_datasets``): it decodes the
+MUSDB18-HQ tracks once into the cache, then cuts seeded random chunks with augmentations (gain,
+channel swap, sign flip, random-track mixing) and batches the waveforms; the model's train step
+(``Adapter.fit_model``) computes the STFT magnitude patches and trains the U-Net core. The
+synthetic input is one of those waveform batches, cached in memory and repeated: the same model,
+the same step function, the same work per step, only the input differs.
+
+Prints, in this order: what the pipeline costs per batch, stage by stage (seconds of CPU per
+batch, and batches/s when it runs alone: cutting, + augmentations, + random-track mixing, and
+for comparison the STFT features computed in ``tf.data``); then ``--repeats`` alternating
+measurements of fit steps/s (synthetic, real, synthetic, real, ...; each the steady rate of one
+``fit`` call after its first ``--skip`` steps, and in brackets the rate of the whole call with the
+iterator's start, and the CPU time per step of the whole process) and the ratio of the best real
+to the best synthetic rate (target >= 0.90), with two companions that a loaded machine disturbs
+less: the median of the ratios of the back-to-back pairs, and the ratio of the CPU time per step
+(synthetic / real: what the pipeline's threads add to each step).
+
+``--features-in-pipeline`` measures the previous arrangement instead: the STFT features
+computed in ``tf.data`` and the model trained on them (synthetic input: one cached feature batch).
 """
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 
@@ -29,9 +45,13 @@ def main(argv=None):
     p.add_argument("--model", default="small", help="'small' or a zoo name (e.g. unet-2stems)")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--seq-duration", type=float, default=None, help="default: one U-Net patch")
-    p.add_argument("--steps", type=int, default=30, help="timed steps per measurement")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--steps", type=int, default=40, help="steps per fit call (one measurement)")
+    p.add_argument("--skip", type=int, default=5, help="first steps of each fit call not timed (iterator start)")
+    p.add_argument("--repeats", type=int, default=5, help="measurements of each input, alternating")
     p.add_argument("--cache-dir", default=None)
+    p.add_argument("--features-in-pipeline", action="store_true",
+                   help="previous arrangement: STFT features in tf.data, the model trained on them")
+    p.add_argument("--no-stages", action="store_true", help="skip the per-stage pipeline costs")
     args = p.parse_args(argv)
 
     from kerasep import data, losses
@@ -44,55 +64,96 @@ def main(argv=None):
     seq = args.seq_duration or (separator.T * separator.hop_length - separator.n_fft) / separator.sample_rate
     tracks = data.folder_tracks(args.data, list(data.MUSDB_SOURCES), subset=args.subset)
     groups = {"vocals": ["vocals"], "accompaniment": ["drums", "bass", "other"]}
-    real = data.training_dataset(tracks, groups, seq_duration=seq, samples_per_track=10**6, batch_size=args.batch_size,
-                                 augmentations=["gain", "channelswap", "signflip"], random_track_mix=True,
-                                 cache_dir=args.cache_dir, featurize=adapter.featurize, seed=0)
+    kw = dict(seq_duration=seq, samples_per_track=10**6, batch_size=args.batch_size, cache_dir=args.cache_dir, seed=0)
+    aug = ["gain", "channelswap", "signflip"]
+
+    def pipeline(augmentations=aug, random_track_mix=True, featurize=None):
+        return data.training_dataset(tracks, groups, augmentations=augmentations, random_track_mix=random_track_mix,
+                                     featurize=featurize, **kw)
+
+    in_pipeline = adapter.featurize if args.features_in_pipeline else None
+    real = pipeline(featurize=in_pipeline)
     x, y = next(iter(real))
     synthetic = tf.data.Dataset.from_tensors((x, y)).repeat()
-    print(f"device: {'GPU ' + tf.config.list_physical_devices('GPU')[0].name if tf.config.list_physical_devices('GPU') else 'CPU'}; "
-          f"policy {keras.mixed_precision.global_policy().name}; model {args.model}; batch {args.batch_size} x "
-          f"{seq:.2f} s -> features {tuple(x.shape)}")
+    model = adapter.feature_model if args.features_in_pipeline else adapter.fit_model
+    gpu = tf.config.list_physical_devices("GPU")
+    print(f"device: {'GPU ' + gpu[0].name if gpu else 'CPU'} ({os.cpu_count()} CPU cores, load average "
+          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}); policy {keras.mixed_precision.global_policy().name}; "
+          f"model {args.model}; batch {args.batch_size} x {seq:.2f} s; "
+          f"STFT features in {'tf.data' if args.features_in_pipeline else 'the train step'}; input {tuple(x.shape)}",
+          flush=True)
 
-    # pipeline alone
-    it = iter(real)
-    for _ in range(5):
-        next(it)
-    t0 = time.perf_counter()
-    n = 3 * args.steps
-    for _ in range(n):
-        next(it)
-    pipe = n / (time.perf_counter() - t0)
+    def alone(ds, n):
+        """(batches/s, CPU seconds per batch) of a pipeline iterated on its own."""
+        it = iter(ds)
+        for _ in range(5):
+            next(it)
+        t0, c0 = time.perf_counter(), time.process_time()
+        for _ in range(n):
+            next(it)
+        return n / (time.perf_counter() - t0), (time.process_time() - c0) / n
 
-    model = adapter.fit_model
+    stages = {}
+    if not args.no_stages:
+        print("pipeline alone (iterated without training; CPU time is all threads of the process):", flush=True)
+        for name, ds in [
+            ("cut chunks (no augmentation, same track)", pipeline([], False)),
+            ("+ gain, channel swap, sign flip", pipeline(aug, False)),
+            ("+ random-track mixing  [training input]", pipeline(aug, True)),
+            ("+ STFT features in tf.data (reference)", pipeline(aug, True, adapter.featurize)),
+        ]:
+            rate, cpu = alone(ds, 4 * args.steps)
+            stages[name] = {"batches_per_s": rate, "cpu_ms_per_batch": 1e3 * cpu}
+            print(f"  {name:44s} {rate:8.1f} batches/s  {1e3 * cpu:7.2f} ms CPU/batch", flush=True)
+    pipe, pipe_cpu = alone(real, 4 * args.steps)
+
     model.compile(optimizer=keras.optimizers.Adam(1e-4), loss={t: losses.SpectrogramL1() for t in adapter.targets})
 
     class Timer(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
-            self.t = time.perf_counter()
+            self.ends, self.cpu = [], []
+            self.begin = time.perf_counter()
 
-        def on_epoch_end(self, epoch, logs=None):
-            self.last = time.perf_counter() - self.t
+        def on_train_batch_end(self, batch, logs=None):
+            self.ends.append(time.perf_counter())
+            self.cpu.append(time.process_time())
 
     def rate(ds):
+        """One fit call: (steady steps/s after the first --skip steps, steps/s of the whole call
+        including the iterator start, CPU ms per steady step, all threads of the process)."""
         timer = Timer()
-        model.fit(ds, epochs=1, steps_per_epoch=5, verbose=0)  # warm-up (tracing)
-        best = 0.0
-        for _ in range(args.repeats):
-            model.fit(ds, epochs=1, steps_per_epoch=args.steps, verbose=0, callbacks=[timer])
-            best = max(best, args.steps / timer.last)
-        return best
+        model.fit(ds, epochs=1, steps_per_epoch=args.steps, verbose=0, callbacks=[timer], shuffle=False)
+        k = min(args.skip, args.steps - 2)
+        n = len(timer.ends) - 1 - k
+        return (n / (timer.ends[-1] - timer.ends[k]), args.steps / (timer.ends[-1] - timer.begin),
+                1e3 * (timer.cpu[-1] - timer.cpu[k]) / n)
 
-    # interleave so that machine load affects both alike
-    syn_rates, real_rates = [], []
-    for _ in range(2):
-        syn_rates.append(rate(synthetic))
-        real_rates.append(rate(real))
-    syn, rl = max(syn_rates), max(real_rates)
-    result = {"pipeline_batches_per_s": pipe, "synthetic_steps_per_s": syn, "real_steps_per_s": rl, "ratio": rl / syn}
-    print(f"pipeline alone:          {pipe:8.2f} batches/s")
-    print(f"fit, synthetic input:    {syn:8.2f} steps/s")
-    print(f"fit, real pipeline:      {rl:8.2f} steps/s")
-    print(f"real / synthetic:        {rl / syn:8.3f}  (target >= 0.90)")
+    rate(synthetic), rate(real)  # warm-up: tracing, first iterators
+    syn_runs, real_runs = [], []
+    for r in range(args.repeats):  # alternate, so that machine load affects both alike
+        syn_runs.append(rate(synthetic))
+        real_runs.append(rate(real))
+        (s, s_all, s_cpu), (q, q_all, q_cpu) = syn_runs[-1], real_runs[-1]
+        print(f"  run {r + 1}: synthetic {s:6.2f} steps/s ({s_all:.2f} incl. start, {s_cpu:.1f} ms CPU/step), "
+              f"real {q:6.2f} steps/s ({q_all:.2f} incl. start, {q_cpu:.1f} ms CPU/step)  "
+              f"(load average {os.getloadavg()[0]:.2f})", flush=True)
+    syn, rl = max(r[0] for r in syn_runs), max(r[0] for r in real_runs)
+    syn_all, rl_all = max(r[1] for r in syn_runs), max(r[1] for r in real_runs)
+    paired = statistics.median(q[0] / s[0] for s, q in zip(syn_runs, real_runs))
+    syn_cpu, rl_cpu = statistics.median(r[2] for r in syn_runs), statistics.median(r[2] for r in real_runs)
+    result = {"features_in": "tf.data" if args.features_in_pipeline else "train step",
+              "pipeline_batches_per_s": pipe, "pipeline_cpu_ms_per_batch": 1e3 * pipe_cpu,
+              "synthetic_steps_per_s": syn, "real_steps_per_s": rl, "ratio": rl / syn,
+              "ratio_including_start": rl_all / syn_all, "median_paired_ratio": paired,
+              "synthetic_cpu_ms_per_step": syn_cpu, "real_cpu_ms_per_step": rl_cpu,
+              "synthetic_runs": syn_runs, "real_runs": real_runs, "stages": stages,
+              "load_average": os.getloadavg()}
+    print(f"pipeline alone:          {pipe:8.2f} batches/s ({1e3 * pipe_cpu:.2f} ms CPU per batch)")
+    print(f"fit, synthetic input:    {syn:8.2f} steps/s (best of {args.repeats}; median {syn_cpu:.1f} ms CPU/step)")
+    print(f"fit, real pipeline:      {rl:8.2f} steps/s (best of {args.repeats}; median {rl_cpu:.1f} ms CPU/step)")
+    print(f"real / synthetic:        {rl / syn:8.3f}  (target >= 0.90; {rl_all / syn_all:.3f} counting each fit "
+          f"call's first steps; median of the {args.repeats} back-to-back pairs {paired:.3f}; CPU per step "
+          f"{syn_cpu / rl_cpu:.3f})")
     print(json.dumps(result))
     return 0
 
