@@ -57,6 +57,7 @@ class _Graph:
         self.initializers = []
         self.prefix = prefix
         self._n = 0
+        self._consts = {}  # identical constants are stored once
 
     def name(self, hint):
         self._n += 1
@@ -68,9 +69,11 @@ class _Graph:
         arr = np.asarray(value, dtype=dtype)
         if arr.dtype == np.float64:
             arr = arr.astype(np.float32)
-        name = self.name(hint)
-        self.initializers.append(numpy_helper.from_array(arr, name))
-        return name
+        key = (arr.dtype.str, arr.shape, hashlib.sha1(np.ascontiguousarray(arr).tobytes()).hexdigest())
+        if key not in self._consts:
+            self._consts[key] = self.name(hint)
+            self.initializers.append(numpy_helper.from_array(arr, self._consts[key]))
+        return self._consts[key]
 
     def ints(self, *values):
         return self.const(np.asarray(values, np.int64), hint="i")
