@@ -47,7 +47,7 @@ def main(argv=None):
     p.add_argument("--seq-duration", type=float, default=None, help="default: one U-Net patch")
     p.add_argument("--steps", type=int, default=40, help="steps per fit call (one measurement)")
     p.add_argument("--skip", type=int, default=5, help="first steps of each fit call not timed (iterator start)")
-    p.add_argument("--repeats", type=int, default=5, help="measurements of each input, alternating")
+    p.add_argument("--repeats", type=int, default=8, help="measurements of each input, alternating")
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--features-in-pipeline", action="store_true",
                    help="previous arrangement: STFT features in tf.data, the model trained on them")
