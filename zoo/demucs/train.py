@@ -30,7 +30,6 @@ the best validation weights is saved as ``model.keras`` (``kerasep.zoo.load(path
 1 s chunks (+ 0.2 s shift) for a CPU smoke run, e.g. on the single track of the test fixtures with
 ``--subset test --no-split``.
 """
-import argparse
 import math
 import sys
 from pathlib import Path
@@ -54,19 +53,11 @@ SMALL_DATA = {"seq_duration": 1.0, "max_shift": 0.2, "samples_per_track": 8, "ba
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="MUSDB18 root (add --is-wav for MUSDB18-HQ)")
-    p.add_argument("--output", required=True, help="run folder; rerun with the same folder to resume")
-    p.add_argument("--config", default=str(HERE / "train_config.json"))
-    p.add_argument("--epochs", type=int, default=None)
+    from kerasep import train as kt
+
+    p = kt.recipe_parser(__doc__.split("\n\n")[0], HERE / "train_config.json")
     p.add_argument("--per-device-batch", type=int, default=None, help="chunks per device and step (config: 4)")
     p.add_argument("--is-wav", action="store_true", help="MUSDB18-HQ WAV folders instead of .stem.mp4 files")
-    p.add_argument("--subset", default=None, help="use this MUSDB subset for training and validation")
-    p.add_argument("--no-split", action="store_true", help="no official train/valid split (e.g. the test subset)")
-    p.add_argument("--cache-dir", default=None, help="decoded tracks on disk instead of in memory")
-    p.add_argument("--small", action="store_true", help="tiny model and chunks for a CPU smoke run")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("-q", "--quiet", action="store_true", help="one line per epoch instead of a progress bar")
     return p.parse_args(argv)
 
 
@@ -75,25 +66,13 @@ def build_config(args, replicas=1):
     ``data.batch_size`` = per-device batch x ``replicas``."""
     from kerasep import train as kt
 
-    cfg = kt.load_config(args.config)
-    d, t = cfg["data"], cfg["training"]
-    if args.small:
-        cfg["model"] = SMALL
-        d.update(SMALL_DATA)
+    cfg = kt.recipe_config(args, SMALL, SMALL_DATA)
+    d = cfg["data"]
     if args.per_device_batch is not None:
         d["batch_size"] = args.per_device_batch
     d["batch_size"] = int(d["batch_size"]) * int(replicas)
-    if args.epochs is not None:
-        t["epochs"] = args.epochs
-    if args.seed is not None:
-        t["seed"] = args.seed
     if args.is_wav:
         d["is_wav"] = True
-    if args.cache_dir:
-        d["cache_dir"] = args.cache_dir
-    if args.subset:
-        d["train"] = {"subset": args.subset, "split": None if args.no_split else "train"}
-        d["valid"] = {"subset": args.subset, "split": None if args.no_split else "valid"}
     return cfg
 
 

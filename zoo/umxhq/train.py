@@ -25,7 +25,6 @@ best validation weights is saved as ``model.keras`` (``kerasep.zoo.load(path)``,
 layer, no Wiener EM) and 0.5 s chunks for a CPU smoke run, e.g. on the single track of the test fixtures with
 ``--subset test --no-split``.
 """
-import argparse
 import math
 import os
 import sys
@@ -50,18 +49,10 @@ SMALL_DATA = {"seq_duration": 0.5, "samples_per_track": 8, "batch_size": 4}
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="MUSDB18-HQ root (add --mp4 for MUSDB18 stems)")
-    p.add_argument("--output", required=True, help="run folder; rerun with the same folder to resume")
-    p.add_argument("--config", default=str(HERE / "train_config.json"))
-    p.add_argument("--epochs", type=int, default=None)
+    from kerasep import train as kt
+
+    p = kt.recipe_parser(__doc__.split("\n\n")[0], HERE / "train_config.json")
     p.add_argument("--mp4", action="store_true", help="MUSDB18 .stem.mp4 files instead of MUSDB18-HQ WAV folders")
-    p.add_argument("--subset", default=None, help="use this MUSDB subset for training and validation")
-    p.add_argument("--no-split", action="store_true", help="no official train/valid split (e.g. the test subset)")
-    p.add_argument("--cache-dir", default=None, help="decoded tracks and validation features on disk")
-    p.add_argument("--small", action="store_true", help="tiny model and chunks for a CPU smoke run")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("-q", "--quiet", action="store_true", help="one line per epoch instead of a progress bar")
     return p.parse_args(argv)
 
 
@@ -69,22 +60,9 @@ def build_config(args):
     """The training config (see :mod:`kerasep.train`) the flags make of ``args.config``."""
     from kerasep import train as kt
 
-    cfg = kt.load_config(args.config)
-    d, t = cfg["data"], cfg["training"]
-    if args.small:
-        cfg["model"] = SMALL
-        d.update(SMALL_DATA)
-    if args.epochs is not None:
-        t["epochs"] = args.epochs
-    if args.seed is not None:
-        t["seed"] = args.seed
+    cfg = kt.recipe_config(args, SMALL, SMALL_DATA)
     if args.mp4:
-        d["is_wav"] = False
-    if args.cache_dir:
-        d["cache_dir"] = args.cache_dir
-    if args.subset:
-        d["train"] = {"subset": args.subset, "split": None if args.no_split else "train"}
-        d["valid"] = {"subset": args.subset, "split": None if args.no_split else "valid"}
+        cfg["data"]["is_wav"] = False
     return cfg
 
 
