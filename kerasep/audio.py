@@ -508,10 +508,10 @@ def _decode_blocks(path: str, start: float = 0.0, duration: Optional[float] = No
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
         sf_error = _soundfile_error(e, path)
     else:
-        blocks = iter(()) if duration == 0.0 else _soundfile_blocks(f, path, duration, block)
-        if duration == 0.0:
+        if duration == 0.0:  # start past the end
             f.close()
-        return f.samplerate, f.channels, blocks
+            return f.samplerate, f.channels, iter(())
+        return f.samplerate, f.channels, _soundfile_blocks(f, path, duration, block)
     if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
         raise AudioError(
             f"{path}: {_UNDECODABLE} (soundfile: {sf_error}); ffmpeg, the fallback decoder, "
