@@ -17,6 +17,8 @@ from fractions import Fraction
 import numpy as np
 
 from kerasep import audio as _audio
+from kerasep.audio.decode import check_path, decode_blocks
+from kerasep.audio.validate import adapt_channels, check_finite, check_nb_channels, check_rate
 
 __all__ = ["DiskArray", "decode_to_disk", "resample_to_disk"]
 
@@ -138,15 +140,15 @@ def decode_to_disk(path, directory=None, sample_rate=44100, nb_channels=2, downm
     rate differs from ``sample_rate``. Same errors as :func:`kerasep.audio.load`; on an error no
     temporary file is left behind.
     """
-    sample_rate = _audio._check_rate(sample_rate, "sample_rate")
-    nb_channels = _audio._check_nb_channels(nb_channels)
-    spath = _audio._check_path(path)
-    rate, _, blocks = _audio._decode_blocks(spath)
+    sample_rate = check_rate(sample_rate, "sample_rate")
+    nb_channels = check_nb_channels(nb_channels)
+    spath = check_path(path)
+    rate, _, blocks = decode_blocks(spath)
     raw = DiskArray.zeros(0, nb_channels or 2, directory)
     try:
         for block in blocks:
-            _audio._check_finite(block, spath, rate, offset=len(raw))
-            block = _audio._adapt_channels(block, spath, nb_channels, downmix)
+            check_finite(block, spath, rate, offset=len(raw))
+            block = adapt_channels(block, spath, nb_channels, downmix)
             if len(raw) == 0 and block.shape[1] != raw.nb_channels:  # nb_channels=None: the file's
                 raw.nb_channels = block.shape[1]
             raw.append(block)

@@ -362,7 +362,7 @@ def test_missing_ffmpeg_is_reported(tmp_path, monkeypatch):
     corrupt.write_bytes(b"RIFF" + bytes(100))
     stem = tmp_path / "song.m4a"
     stem.write_bytes(b"\x00" * 100)
-    monkeypatch.setattr(kaudio.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(AudioError, match="ffmpeg") as err:
         kaudio.load(stem)
     assert str(stem) in str(err.value) and "not found" in str(err.value)
@@ -381,7 +381,7 @@ def test_ffmpeg_fallback_when_soundfile_fails(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise soundfile.LibsndfileError(0, "Error opening file: ")
 
-    monkeypatch.setattr(kaudio.soundfile, "SoundFile", refuse)
+    monkeypatch.setattr(soundfile, "SoundFile", refuse)
     np.testing.assert_array_equal(kaudio.load(path), expected)
 
 

@@ -1,0 +1,467 @@
+"""Decoding audio files: :func:`load`, :func:`load_with_rate`, :func:`info` and the block decoder.
+
+- WAV, FLAC, OGG/Vorbis, MP3 and the other formats libsndfile understands are read with
+  :mod:`soundfile`.
+- MP4/M4A/AAC (and the MUSDB18 ``.stem.mp4`` files, whose first audio stream is the mixture)
+  are decoded by an ``ffmpeg`` subprocess to raw ``float32`` PCM. ffmpeg is also the fallback
+  when soundfile cannot open a file. Only the first audio stream (``-map 0:a:0``) is read.
+- The file's own sample rate is kept through decoding; :func:`kerasep.audio.resample` converts
+  it afterwards, so every format is resampled the same way.
+
+:func:`decode_blocks` is the seam for bounded-memory reading (:mod:`kerasep.diskaudio`): it
+yields a file's raw samples block by block at its own rate and channel count, unvalidated;
+:func:`load_with_rate` decodes whole files and validates them (:mod:`kerasep.audio.validate`).
+Arrays are ``float32 (nb_timesteps, nb_channels)``; times in seconds, rates in Hz.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from typing import Optional, Tuple
+
+import numpy as np
+import soundfile
+
+from kerasep.audio.resample import resample
+from kerasep.audio.validate import (
+    AudioError,
+    PathLike,
+    adapt_channels,
+    check_finite,
+    check_nb_channels,
+    check_rate,
+)
+
+__all__ = [
+    "load",
+    "load_with_rate",
+    "info",
+    "check_path",
+    "decode_blocks",
+    "BLOCK_TIMESTEPS",
+    "FFMPEG_EXTENSIONS",
+]
+
+#: Extensions decoded by ffmpeg directly (libsndfile does not read these containers).
+FFMPEG_EXTENSIONS = frozenset(
+    {".mp4", ".m4a", ".m4b", ".aac", ".mov", ".mkv", ".mka", ".webm", ".wma", ".ac3", ".alac"}
+)
+
+_STDERR_TAIL = 600  # characters of ffmpeg's stderr quoted in error messages
+
+
+def check_path(path) -> str:
+    """Return ``path`` (str, bytes or os.PathLike) as a ``str`` after checking that it names
+    an existing, non-empty file; :class:`AudioError` (naming the path) if not."""
+    try:
+        spath = os.fspath(path)
+    except TypeError:
+        raise AudioError(
+            f"expected a path to an audio file, found {type(path).__name__}"
+        ) from None
+    if isinstance(spath, bytes):
+        spath = os.fsdecode(spath)
+    if not os.path.exists(spath):
+        raise AudioError(f"{spath}: no such file")
+    if os.path.isdir(spath):
+        raise AudioError(f"{spath}: expected an audio file, found a directory")
+    try:
+        size = os.path.getsize(spath)
+    except OSError as e:
+        raise AudioError(f"{spath}: cannot read file: {e.strerror or e}") from e
+    if size == 0:
+        raise AudioError(f"{spath}: file is empty (0 bytes)")
+    return spath
+
+
+def _tool(name: str, path: str, why: str) -> str:
+    exe = shutil.which(name)
+    if exe is None:
+        raise AudioError(
+            f"{path}: {why}, which needs `{name}`, but `{name}` was not found on the PATH; "
+            "install ffmpeg (e.g. `apt-get install ffmpeg`, `brew install ffmpeg` or "
+            "`conda install ffmpeg`)"
+        )
+    return exe
+
+
+def _ffmpeg_input(path: str) -> str:
+    # "file:" stops ffmpeg from reading a leading "-" as an option or "name:" as a protocol.
+    return "file:" + os.path.abspath(path)
+
+
+class _FFmpegFailure(Exception):
+    """ffmpeg/ffprobe ran but could not read the file (``str(self)`` is the detail)."""
+
+
+def _tail(stderr: bytes, path: str) -> str:
+    text = stderr.decode("utf-8", "replace").strip()
+    text = text.replace(_ffmpeg_input(path) + ": ", "").replace(_ffmpeg_input(path), "<input>")
+    text = re.sub(r"\[[^\]@]+ @ 0x[0-9a-fA-F]+\] ", "", text)  # "[mp3 @ 0x55d0...] "
+    text = " / ".join(line.strip() for line in text.splitlines() if line.strip())
+    if len(text) > _STDERR_TAIL:
+        text = "..." + text[-_STDERR_TAIL:]
+    return text or "(no error output)"
+
+
+def _ffprobe(path: str, why: str) -> dict:
+    """Sample rate, channels and duration of the first audio stream, via ffprobe."""
+    exe = _tool("ffprobe", path, why)
+    cmd = [
+        exe, "-v", "error", "-select_streams", "a:0",
+        "-show_entries", "stream=sample_rate,channels,duration:format=duration,format_name",
+        "-of", "json", _ffmpeg_input(path),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise _FFmpegFailure(f"ffprobe: {_tail(proc.stderr, path)}")
+    try:
+        meta = json.loads(proc.stdout.decode("utf-8", "replace") or "{}")
+    except json.JSONDecodeError as e:
+        raise _FFmpegFailure(f"ffprobe: unreadable output: {e}") from e
+    streams = meta.get("streams") or []
+    if not streams:
+        raise _FFmpegFailure("ffprobe: expected an audio stream, found none")
+    stream = streams[0]
+    try:
+        rate = int(stream["sample_rate"])
+        channels = int(stream["channels"])
+    except (KeyError, TypeError, ValueError):
+        raise _FFmpegFailure(
+            "ffprobe: could not read the sample rate and channel count of the first audio "
+            f"stream (it reported {stream})"
+        ) from None
+    if rate <= 0 or channels <= 0:
+        raise _FFmpegFailure(
+            "ffprobe: expected a positive sample rate and channel count, found "
+            f"{rate} Hz and {channels} channels"
+        )
+    duration = None
+    for source in (stream, meta.get("format") or {}):
+        try:
+            duration = float(source["duration"])
+            break
+        except (KeyError, TypeError, ValueError):
+            continue
+    fmt = (meta.get("format") or {}).get("format_name", "unknown")
+    return {"sample_rate": rate, "nb_channels": channels, "duration": duration, "format": fmt}
+
+
+#: Timesteps per block when audio is decoded, resampled or written block by block.
+BLOCK_TIMESTEPS = 1 << 18
+
+
+def _ffmpeg_blocks(path: str, start: float, duration: Optional[float], why: str, block: int):
+    """Start decoding the first audio stream with ffmpeg, at its own rate and channel count.
+
+    Returns ``(rate, channels, blocks)``; ``blocks`` yields ``float32 (m, channels)`` arrays of at
+    most ``block`` timesteps. ffmpeg reports a failure only when it exits, so a corrupt file may
+    raise :class:`_FFmpegFailure` after some blocks.
+    """
+    exe = _tool("ffmpeg", path, why)
+    meta = _ffprobe(path, why)
+    rate, channels = meta["sample_rate"], meta["nb_channels"]
+    cmd = [exe, "-nostdin", "-v", "error", "-i", _ffmpeg_input(path)]
+    # Output-side seeking (after -i) decodes from the beginning and drops samples: slower than
+    # input seeking but sample-exact and identical to slicing a full decode.
+    if start > 0:
+        cmd += ["-ss", f"{start:.6f}"]
+    if duration is not None:
+        cmd += ["-t", f"{duration:.6f}"]
+    cmd += ["-map", "0:a:0", "-vn", "-sn", "-dn", "-f", "f32le", "-acodec", "pcm_f32le", "-"]
+
+    def blocks():
+        frame_bytes = 4 * channels
+        with tempfile.TemporaryFile() as stderr:  # a file: a full stderr pipe would block ffmpeg
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL)
+            try:
+                rest = b""
+                while True:
+                    raw = proc.stdout.read(block * frame_bytes)
+                    if not raw:
+                        break
+                    raw = rest + raw
+                    whole = len(raw) - len(raw) % frame_bytes
+                    rest = raw[whole:]
+                    if whole:
+                        yield np.frombuffer(raw[:whole], dtype="<f4").reshape(-1, channels).astype(np.float32)
+                proc.stdout.close()
+                returncode = proc.wait()
+            finally:
+                if proc.poll() is None:  # the consumer stopped early, or an error
+                    proc.kill()
+                    proc.wait()
+            if returncode != 0:
+                stderr.seek(0)
+                raise _FFmpegFailure(f"ffmpeg: {_tail(stderr.read(), path)}")
+            if rest:
+                raise _FFmpegFailure(
+                    f"ffmpeg: returned a trailing {len(rest)} bytes, not a whole number of "
+                    f"{channels}-channel float32 frames (did the channel layout change mid-stream?)"
+                )
+
+    return rate, channels, blocks()
+
+
+def _soundfile_blocks(f: "soundfile.SoundFile", path: str, duration: Optional[float], block: int):
+    """Blocks of an open (and positioned) soundfile, closing it at the end."""
+    with f:
+        left = None if duration is None else max(1, int(round(duration * f.samplerate)))
+        while left is None or left > 0:
+            try:
+                data = f.read(block if left is None else min(block, left), dtype="float32", always_2d=True)
+            except (soundfile.LibsndfileError, RuntimeError) as e:
+                raise AudioError(f"{path}: {_UNDECODABLE} (soundfile: {_soundfile_error(e, path)})") from None
+            if not len(data):
+                return
+            yield data
+            if left is not None:
+                left -= len(data)
+
+
+def _soundfile_error(e: Exception, path: str) -> str:
+    msg = str(e).replace(f"Error opening {path!r}: ", "").strip().rstrip(".")
+    # libsndfile says this about unrecognised data even though the file exists
+    if "possibly a pipe" in msg:
+        msg = "format not recognised"
+    return msg
+
+
+_UNDECODABLE = "could not decode file: it is corrupt or not in a supported audio format"
+
+
+def _ffmpeg_guarded(path, start, duration, why, block, soundfile_error=None):
+    """:func:`_ffmpeg_blocks` with every ffmpeg failure, at start or mid-stream, as an
+    :class:`AudioError` naming the file (and soundfile's own error when ffmpeg was the fallback)."""
+    prefix = "" if soundfile_error is None else f"soundfile: {soundfile_error}; "
+    try:
+        rate, channels, blocks = _ffmpeg_blocks(path, start, duration, why, block)
+    except _FFmpegFailure as e:
+        raise AudioError(f"{path}: {_UNDECODABLE} ({prefix}{e})") from None
+
+    def guarded():
+        try:
+            yield from blocks
+        except _FFmpegFailure as e:
+            raise AudioError(f"{path}: {_UNDECODABLE} ({prefix}{e})") from None
+
+    return rate, channels, guarded()
+
+
+def decode_blocks(path: str, start: float = 0.0, duration: Optional[float] = None,
+                   block: int = BLOCK_TIMESTEPS):
+    """Decode ``path`` at its own rate and channel count, block by block.
+
+    ``path`` is a ``str`` (e.g. from :func:`check_path`); ``start`` and ``duration`` are in
+    seconds of the file's time (``duration=None``: to the end).
+
+    Returns ``(rate, channels, blocks)``: the file's sample rate in Hz and channel count, and an
+    iterator of ``float32 (m, channels)`` arrays of at most ``block`` timesteps, consecutive in
+    the file (no validation of the samples: see :func:`kerasep.audio.validate.check_finite`
+    and :func:`kerasep.audio.validate.adapt_channels`). soundfile reads what libsndfile
+    understands; MP4-family containers go to ffmpeg, which is also the fallback when soundfile
+    cannot open a file. Errors are :class:`AudioError` naming the file.
+    """
+    ext = os.path.splitext(path)[1].lower()
+    if ext in FFMPEG_EXTENSIONS:
+        return _ffmpeg_guarded(path, start, duration, f"decoding '{ext}' files uses ffmpeg", block)
+    try:
+        f = soundfile.SoundFile(path)
+        try:
+            first = int(round(start * f.samplerate))
+            if first and f.frames > 0 and first >= f.frames:
+                duration = 0.0  # past the end: no samples
+            elif first:
+                f.seek(first)
+        except BaseException:
+            f.close()
+            raise
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+        sf_error = _soundfile_error(e, path)
+    else:
+        if duration == 0.0:  # start past the end
+            f.close()
+            return f.samplerate, f.channels, iter(())
+        return f.samplerate, f.channels, _soundfile_blocks(f, path, duration, block)
+    if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
+        raise AudioError(
+            f"{path}: {_UNDECODABLE} (soundfile: {sf_error}); ffmpeg, the fallback decoder, "
+            "was not found on the PATH (install ffmpeg to read more formats)"
+        )
+    return _ffmpeg_guarded(path, start, duration, "the fallback decoder is ffmpeg", block, sf_error)
+
+
+def _decode(path: str, start: float, duration: Optional[float]) -> Tuple[np.ndarray, int]:
+    rate, channels, blocks = decode_blocks(path, start, duration)
+    parts = list(blocks)
+    if not parts:
+        return np.zeros((0, channels), np.float32), rate
+    audio = parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return audio, rate
+
+
+def load_with_rate(
+    path: PathLike,
+    sample_rate: Optional[int] = 44100,
+    nb_channels: Optional[int] = 2,
+    downmix: bool = False,
+    start: float = 0.0,
+    duration: Optional[float] = None,
+) -> Tuple[np.ndarray, int]:
+    """Decode an audio file; return the waveform and its sample rate.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Audio file. WAV/FLAC/OGG/MP3 (and other libsndfile formats) are read by soundfile;
+        MP4/M4A/AAC and MUSDB18 ``.stem.mp4`` files by ffmpeg (first audio stream only: the
+        mixture, for stems); ffmpeg is also the fallback when soundfile fails.
+    sample_rate : int or None
+        Rate in Hz to return the audio at; the file is resampled (band-limited, see
+        :func:`resample`) when its rate differs. ``None`` keeps the file's rate.
+    nb_channels : {2, 1, None}
+        Channels to return: ``2`` duplicates mono files, ``1`` averages stereo files, ``None``
+        keeps the file's 1 or 2 channels.
+    downmix : bool
+        Accept files with more than 2 channels by averaging all channels to mono (then
+        duplicating to stereo unless ``nb_channels=1``). Without it they raise
+        :class:`AudioError`.
+    start : float
+        Offset in seconds (in the file's time) to start reading at.
+    duration : float or None
+        Seconds to read from ``start``; ``None`` reads to the end. A file that ends earlier
+        returns what it has.
+
+    Returns
+    -------
+    audio : np.ndarray
+        ``float32`` array of shape ``(nb_timesteps, nb_channels)``.
+    rate : int
+        Sample rate of ``audio`` in Hz (``sample_rate``, or the file's rate when that is None).
+
+    Raises
+    ------
+    AudioError
+        If the file does not exist, is empty, cannot be decoded (or needs ffmpeg and ffmpeg is
+        missing), holds no samples in the requested range, holds NaN/inf samples, has an
+        unsupported channel count, or if an argument is out of range.
+    """
+    if sample_rate is not None:
+        sample_rate = check_rate(sample_rate, "sample_rate")
+    nb_channels = check_nb_channels(nb_channels)
+    try:
+        start = float(start)
+        ok = math.isfinite(start) and start >= 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise AudioError(f"start must be a finite number of seconds >= 0, found {start!r}")
+    if duration is not None:
+        try:
+            duration = float(duration)
+            ok = math.isfinite(duration) and duration > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise AudioError(
+                f"duration must be None or a finite number of seconds > 0, found {duration!r}"
+            )
+    spath = check_path(path)
+
+    audio, rate = _decode(spath, start, duration)
+    if audio.shape[0] == 0:
+        where = f" after start={start:g} s" if start > 0 else ""
+        raise AudioError(f"{spath}: contains no audio samples{where} (0 timesteps)")
+    check_finite(audio, spath, rate)
+    audio = adapt_channels(audio, spath, nb_channels, downmix)
+    if sample_rate is not None and sample_rate != rate:
+        audio = resample(audio, rate, sample_rate)
+        rate = sample_rate
+    return np.ascontiguousarray(audio, dtype=np.float32), int(rate)
+
+
+def load(
+    path: PathLike,
+    sample_rate: Optional[int] = 44100,
+    nb_channels: Optional[int] = 2,
+    downmix: bool = False,
+    start: float = 0.0,
+    duration: Optional[float] = None,
+) -> np.ndarray:
+    """Decode an audio file to a ``float32`` array of shape ``(nb_timesteps, nb_channels)``.
+
+    Same arguments and errors as :func:`load_with_rate`, which also returns the sample rate
+    (useful with ``sample_rate=None``, which keeps the file's own rate).
+
+    Examples
+    --------
+    >>> audio = load("song.mp3")                      # doctest: +SKIP
+    >>> audio.shape, audio.dtype                      # doctest: +SKIP
+    ((479832, 2), dtype('float32'))
+    """
+    return load_with_rate(
+        path,
+        sample_rate=sample_rate,
+        nb_channels=nb_channels,
+        downmix=downmix,
+        start=start,
+        duration=duration,
+    )[0]
+
+
+def info(path: PathLike) -> dict:
+    """Describe an audio file without decoding it.
+
+    Returns
+    -------
+    dict
+        ``sample_rate`` (int, Hz), ``nb_channels`` (int), ``nb_timesteps`` (int, samples per
+        channel), ``duration`` (float, seconds) and ``format`` (str). For files read through
+        ffprobe (MP4/M4A/AAC, or when soundfile fails) ``nb_timesteps`` is derived from the
+        container's duration and may differ from the decoded length by a few samples (or be
+        ``None`` with ``duration`` when the container does not say).
+
+    Raises
+    ------
+    AudioError
+        If the file does not exist, is empty or cannot be read.
+    """
+    spath = check_path(path)
+    ext = os.path.splitext(spath)[1].lower()
+    sf_error = None
+    if ext not in FFMPEG_EXTENSIONS:
+        try:
+            i = soundfile.info(spath)
+            return {
+                "sample_rate": int(i.samplerate),
+                "nb_channels": int(i.channels),
+                "nb_timesteps": int(i.frames),
+                "duration": float(i.frames) / i.samplerate if i.samplerate else 0.0,
+                "format": i.format,
+            }
+        except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+            sf_error = _soundfile_error(e, spath)
+    why = f"reading '{ext}' files uses ffprobe" if sf_error is None else (
+        f"soundfile could not read it ({sf_error}) and the fallback is ffprobe"
+    )
+    try:
+        meta = _ffprobe(spath, why)
+    except _FFmpegFailure as e:
+        detail = f"soundfile: {sf_error}; {e}" if sf_error else str(e)
+        raise AudioError(f"{spath}: could not read file: it is corrupt or not in a supported "
+                         f"audio format ({detail})") from None
+    dur = meta["duration"]
+    return {
+        "sample_rate": meta["sample_rate"],
+        "nb_channels": meta["nb_channels"],
+        "nb_timesteps": None if dur is None else int(round(dur * meta["sample_rate"])),
+        "duration": dur,
+        "format": meta["format"],
+    }
+

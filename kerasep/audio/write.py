@@ -1,0 +1,252 @@
+"""Writing audio files: :func:`save` and :func:`save_blocks`, atomically.
+
+Output checks (format from the extension, subtype, rate: :data:`SAVE_FORMATS`) happen before
+anything touches the disk; the samples are validated as :func:`kerasep.audio.check_audio` does
+(whole arrays) or block by block (:func:`save_blocks`), then written to a temporary file beside
+the target that is fsynced and renamed onto it, so readers only ever see the old file or the
+complete new one, and an existing file is never replaced without ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import warnings
+from typing import Optional
+
+import numpy as np
+import soundfile
+
+from kerasep.audio.validate import (
+    AudioError,
+    PathLike,
+    check_audio,
+    check_finite,
+    check_nb_channels,
+    check_rate,
+)
+
+__all__ = ["save", "save_blocks", "SAVE_FORMATS"]
+
+#: Formats :func:`save` writes: extension -> (soundfile format, allowed subtypes, default subtype).
+SAVE_FORMATS = {
+    ".wav": ("WAV", ("PCM_16", "PCM_24", "FLOAT"), "PCM_16"),
+    ".flac": ("FLAC", ("PCM_16", "PCM_24"), "PCM_16"),
+}
+
+
+
+def _fsync_path(path: str, directory: bool = False) -> None:
+    if directory:
+        if os.name != "posix":
+            return  # directories cannot be opened for fsync on Windows
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass  # some filesystems refuse fsync on directories; the rename is still atomic
+        finally:
+            os.close(fd)
+        return
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def _exists_error(path: str) -> AudioError:
+    return AudioError(
+        f"{path}: file already exists; pass overwrite=True (--overwrite on the command line) "
+        "to replace it"
+    )
+
+
+def _check_output(path, subtype, sample_rate):
+    """Validate an output path, subtype and rate: ``(path as str, format, subtype, rate)``."""
+    try:
+        spath = os.fsdecode(os.fspath(path))
+    except TypeError:
+        raise AudioError(f"expected an output path, found {type(path).__name__}") from None
+    ext = os.path.splitext(spath)[1].lower()
+    if ext not in SAVE_FORMATS:
+        supported = ", ".join(sorted(SAVE_FORMATS))
+        raise AudioError(
+            f"{spath}: unsupported output format {ext or '(no extension)'!r}; "
+            f"supported extensions are {supported}"
+        )
+    fmt, subtypes, default_subtype = SAVE_FORMATS[ext]
+    subtype = default_subtype if subtype is None else str(subtype).upper()
+    if subtype not in subtypes:
+        raise AudioError(
+            f"{spath}: unsupported subtype {subtype!r} for {ext} files; "
+            f"expected one of {', '.join(subtypes)}"
+        )
+    return spath, fmt, subtype, check_rate(sample_rate, "sample_rate")
+
+
+def _atomic_write(spath: str, fmt: str, overwrite: bool, write) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``spath``, fsync it and rename it onto
+    ``spath``; on any failure (``write`` raising included) the temporary file is removed and an
+    existing ``spath`` is left untouched."""
+    if os.path.isdir(spath):
+        raise AudioError(f"{spath}: expected a file path, found a directory")
+    if os.path.lexists(spath) and not overwrite:
+        raise _exists_error(spath)
+    directory = os.path.dirname(os.path.abspath(spath))
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as e:
+        raise AudioError(f"{spath}: cannot create directory {directory}: {e.strerror or e}") from e
+
+    base = os.path.basename(spath)
+    tmp = None
+    try:
+        # Create the temporary file ourselves (O_EXCL, mode 0o666 minus umask) so it gets the
+        # same permissions a plain open() would give the target.
+        for _ in range(100):
+            candidate = os.path.join(directory, f".{base}.{secrets.token_hex(4)}.tmp")
+            try:
+                fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                continue
+            os.close(fd)
+            tmp = candidate
+            break
+        else:  # pragma: no cover - 100 random-name collisions
+            raise AudioError(f"{spath}: could not create a temporary file in {directory}")
+        write(tmp)
+        _fsync_path(tmp)
+        if overwrite:
+            os.replace(tmp, spath)
+        else:
+            # os.link fails if the target appeared meanwhile: no overwrite even in a race.
+            try:
+                os.link(tmp, spath)
+            except FileExistsError:
+                raise _exists_error(spath) from None
+            except OSError:  # filesystem without hard links
+                if os.path.lexists(spath):
+                    raise _exists_error(spath) from None
+                os.replace(tmp, spath)
+            else:
+                os.unlink(tmp)
+        tmp = None
+        _fsync_path(directory, directory=True)
+    except (OSError, RuntimeError) as e:
+        raise AudioError(f"{spath}: could not write {fmt} file: {e}") from e
+    finally:
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def save(
+    path: PathLike,
+    audio,
+    sample_rate: int = 44100,
+    subtype: Optional[str] = None,
+    overwrite: bool = False,
+) -> str:
+    """Write a waveform to a WAV or FLAC file, atomically.
+
+    The audio is validated (:func:`check_audio`) before anything touches the disk. It is then
+    written to a temporary file ``.<name>.<random>.tmp`` in the target's directory, flushed to
+    disk (fsync) and renamed onto ``path``, so readers only ever see the old file or the complete
+    new one; if anything fails the temporary file is removed and an existing ``path`` is left
+    untouched.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Output file; the format comes from the extension (``.wav`` or ``.flac``, any case).
+        Missing parent directories are created.
+    audio : array_like
+        ``(nb_timesteps, nb_channels)`` (1 or 2 channels) or ``(nb_timesteps,)`` floating-point
+        waveform, nominally in ``[-1, 1]``.
+    sample_rate : int
+        Sample rate in Hz stored in the file.
+    subtype : str or None
+        Sample encoding. WAV: ``"PCM_16"`` (default), ``"PCM_24"`` or ``"FLOAT"`` (32-bit
+        float, not clipped). FLAC: ``"PCM_16"`` (default) or ``"PCM_24"``. PCM subtypes clip
+        samples to ``[-1, 1]`` (with a :class:`UserWarning` giving the count).
+    overwrite : bool
+        Replace ``path`` if it exists. Without it an existing file is an error.
+
+    Returns
+    -------
+    str
+        The path written.
+
+    Raises
+    ------
+    AudioError
+        If the extension or subtype is unsupported, the audio is invalid (non-finite samples,
+        bad shape, no samples, more than 2 channels), ``path`` exists and ``overwrite`` is
+        False, or writing fails (the cause is chained).
+    """
+    spath, fmt, subtype, sample_rate = _check_output(path, subtype, sample_rate)
+    data = check_audio(audio, name=f"audio to save to {spath}")
+    if subtype.startswith("PCM"):
+        nb_clipped = int(np.count_nonzero(np.abs(data) > 1.0))
+        if nb_clipped:
+            warnings.warn(
+                f"{spath}: clipping {nb_clipped} samples outside [-1, 1] for {subtype} output",
+                UserWarning,
+                stacklevel=2,
+            )
+            data = np.clip(data, -1.0, 1.0)
+
+    _atomic_write(spath, fmt, overwrite,
+                  lambda tmp: soundfile.write(tmp, data, sample_rate, subtype=subtype, format=fmt))
+    return spath
+
+
+def save_blocks(
+    path: PathLike,
+    blocks,
+    sample_rate: int,
+    nb_channels: int,
+    subtype: Optional[str] = None,
+    overwrite: bool = False,
+) -> str:
+    """:func:`save` for a waveform given block by block, in bounded memory.
+
+    ``blocks`` yields consecutive ``(m, nb_channels)`` floating-point arrays (e.g.
+    ``DiskArray.blocks()``); they are validated as they come (finite samples, shape), clipped
+    for PCM subtypes (one :class:`UserWarning` with the total count) and written to the
+    temporary file, which replaces ``path`` only once every block is written: an invalid block
+    leaves nothing behind. Same formats, subtypes, atomicity and errors as :func:`save`.
+    """
+    spath, fmt, subtype, sample_rate = _check_output(path, subtype, sample_rate)
+    nb_channels = check_nb_channels(nb_channels)
+    name = f"audio to save to {spath}"
+    nb_clipped = 0
+
+    def write(tmp):
+        nonlocal nb_clipped
+        offset = 0
+        with soundfile.SoundFile(tmp, "w", sample_rate, nb_channels, subtype=subtype, format=fmt) as f:
+            for block in blocks:
+                block = np.asarray(block)
+                if block.dtype.kind != "f" or block.ndim != 2 or block.shape[1] != nb_channels:
+                    raise AudioError(f"{name}: expected float blocks of shape (m, {nb_channels}), "
+                                     f"found dtype {block.dtype} and shape {block.shape} at timestep {offset}")
+                check_finite(block, name, sample_rate, offset)
+                if subtype.startswith("PCM"):
+                    clipped = np.abs(block) > 1.0
+                    if clipped.any():
+                        nb_clipped += int(np.count_nonzero(clipped))
+                        block = np.clip(block, -1.0, 1.0)
+                f.write(block)
+                offset += len(block)
+        if offset == 0:
+            raise AudioError(f"{name}: contains no audio (0 timesteps)")
+
+    _atomic_write(spath, fmt, overwrite, write)
+    if nb_clipped:
+        warnings.warn(f"{spath}: clipping {nb_clipped} samples outside [-1, 1] for {subtype} output",
+                      UserWarning, stacklevel=2)
+    return spath
