@@ -62,7 +62,6 @@ import time
 from pathlib import Path
 
 from kerasep.backend import keras, tf
-from kerasep.layers.stft import STFT, Magnitude, hann_window
 
 DEFAULT_DATA = {
     "source": "musdb",
@@ -152,48 +151,22 @@ def load_config(path_or_dict):
 
 
 def build_separator(model_cfg):
+    """The untrained separator a config's ``model`` entry names: a zoo name (its architecture)
+    or ``{"family": ..., "config": {...}}`` (families: ``kerasep.zoo.registry.FAMILIES``)."""
     from kerasep import zoo
 
     if isinstance(model_cfg, str):
-        return zoo.build(model_cfg)
+        try:
+            return zoo.build(model_cfg)
+        except KeyError as e:
+            raise ConfigError(f"model: {e.args[0]}") from None
     if not isinstance(model_cfg, dict) or "family" not in model_cfg:
         raise ConfigError(f"model must be a zoo name or {{'family': ..., 'config': {{...}}}}. Received: {model_cfg!r}")
     family, config = model_cfg["family"], dict(model_cfg.get("config") or {})
-    try:
-        return zoo.build(config, family=family)
-    except ValueError as e:
-        if "unknown model family" not in str(e):
-            raise
-    from kerasep import models
-
-    classes = {"unet": models.UNetSeparator, "openunmix": models.OpenUnmixSeparator, "demucs": models.Demucs}
-    if family not in classes:
-        raise ConfigError(f"unknown model family {family!r}; expected one of {sorted(classes)}")
-    model = classes[family](**config)
-    model.build((None, model.nb_channels, None))
-    return model
-
-
-def _stft_complex(stft, waveform):
-    """``stft(waveform)`` as a complex tensor: the same ops as :class:`~kerasep.layers.STFT`,
-    without stacking real and imaginary parts into a trailing axis."""
-    x = stft._pad(tf.cast(waveform, tf.float32))
-    frames = tf.signal.frame(x, stft.n_fft, stft.hop_length, pad_end=stft.padding == "spleeter", axis=-1)
-    frames = frames * hann_window(stft.n_fft, frames.dtype)
-    return tf.signal.rfft(frames)[..., : stft.nb_bins]
-
-
-def _stft_abs(stft, waveform):
-    """``Magnitude()(stft(waveform))``, bit for bit, at about half the cost (the U-Net features)."""
-    return tf.abs(_stft_complex(stft, waveform))
-
-
-def _stft_energy_sqrt(stft, waveform):
-    """``OpenUnmixSeparator.mix_magnitude(stft(waveform))``, bit for bit, without the stacking."""
-    spec = _stft_complex(stft, waveform)
-    energy = tf.square(tf.math.real(spec)) + tf.square(tf.math.imag(spec))
-    nonzero = energy > 0
-    return tf.where(nonzero, tf.sqrt(tf.where(nonzero, energy, tf.ones_like(energy))), 0.0)
+    if family not in zoo.registry.FAMILIES:
+        raise ConfigError(f"model.family: unknown model family {family!r}; expected one of "
+                          f"{sorted(zoo.registry.FAMILIES)}")
+    return zoo.build(config, family=family)
 
 
 class FeaturizingModel(keras.Model):
@@ -241,7 +214,7 @@ class FeaturizingModel(keras.Model):
 
 
 class Adapter:
-    """How a separator is trained in one domain.
+    """How a separator is trained in one domain (``"spectrogram"`` or ``"waveform"``).
 
     Attributes:
         fit_model: the ``keras.Model`` given to ``compile``/``fit``. It takes the training
@@ -249,79 +222,44 @@ class Adapter:
             :class:`FeaturizingModel` that computes the features inside the train step (on the
             accelerator, as Open-Unmix's training computes its STFT in the model), so the ``tf.data``
             pipeline only cuts and augments decoded audio.
+        face: the separator's :class:`~kerasep.models.TrainingFace` (spectrogram domain), else None.
         feature_model: the model trained on features (the U-Net core, the Open-Unmix target
             models; the separator itself in the waveform domain).
         featurize: ``(mix, ys) -> (x, y)`` batch function (None in the waveform domain); the
             validation pipeline computes and caches features with it.
+        targets: the names of the loss dict.
         default_loss: loss name used when the config gives none.
     """
 
     def __init__(self, separator, domain):
-        self.separator = separator
+        from kerasep.models.separator import check_separator
+
+        self.separator = check_separator(separator, "the model to train")
         self.domain = domain
-        self._float32_layers = {}
-        self.targets = list(getattr(separator, "output_targets", None) or separator.targets)
         if domain == "waveform":
+            self.face = None
             self.feature_model = separator
             self.featurize = None
+            self.targets = separator.stems
             self.default_loss = "waveform_l1"
-        elif hasattr(separator, "core") and hasattr(separator, "to_patches"):  # U-Net
-            self.feature_model = separator.core
-            self.targets = list(separator.targets)
-            self.featurize = self._unet_features
-            self.default_loss = "spectrogram_l1"
-        elif hasattr(separator, "target_models"):  # Open-Unmix
-            inp = keras.Input((separator.nb_channels, None, separator.nb_bins), name="mix_magnitude")
-            self.targets = list(separator.targets)
-            outs = {t: separator.target_models[t](inp) for t in self.targets}
-            self.feature_model = keras.Model(inp, outs, name="openunmix_targets")
-            self.featurize = self._magnitude_features
-            self.default_loss = "spectrogram_mse"
-        else:
-            raise ConfigError(
-                f"{type(separator).__name__} has no spectrogram-domain training path; use training.domain='waveform'"
-            )
-        if self.featurize is None:
-            self.fit_model = self.feature_model
-        else:
-            for name in ("stft", "magnitude"):
-                if hasattr(separator, name):
-                    self._float32(name)
-            self.fit_model = FeaturizingModel(self.feature_model, self.featurize)
+            self.fit_model = separator
+            return
+        try:
+            self.face = separator.training_face()
+        except NotImplementedError as e:
+            raise ConfigError(f"training.domain: {e}") from None
+        self.feature_model = self.face.feature_model
+        self.featurize = self.face.featurize
+        self.targets = list(self.face.targets)
+        self.default_loss = self.face.default_loss
+        self.fit_model = FeaturizingModel(self.feature_model, self.featurize)
 
-    def _float32(self, name):
-        """The separator's (weightless) layer ``name``, computing in float32: under a
-        ``mixed_float16`` policy its STFT would compute in float16, which ``rfft`` refuses."""
-        layer = getattr(self.separator, name)
-        if layer.compute_dtype == "float32":
-            return layer
-        if name not in self._float32_layers:
-            config = dict(layer.get_config(), dtype="float32", name=f"{layer.name}_float32")
-            self._float32_layers[name] = type(layer).from_config(config)
-        return self._float32_layers[name]
-
-    def _unet_features(self, mix, ys):
-        sep = self.separator
-        stft, magnitude = self._float32("stft"), self._float32("magnitude")
-        direct = type(stft) is STFT and type(magnitude) is Magnitude and magnitude.power == 1.0
-
-        def patches(w):
-            return sep.to_patches(_stft_abs(stft, w) if direct else magnitude(stft(w)))
-
-        return patches(mix), {t: patches(ys[t]) for t in self.targets}
-
-    def _magnitude_features(self, mix, ys):
-        sep = self.separator
-        stft = self._float32("stft")
-        magnitude = getattr(sep, "mix_magnitude", None) or self._float32("magnitude")
-        from kerasep.models.openunmix import OpenUnmixSeparator
-
-        direct = type(stft) is STFT and magnitude is OpenUnmixSeparator.mix_magnitude
-
-        def mag(w):
-            return _stft_energy_sqrt(stft, w) if direct else magnitude(stft(w))
-
-        return mag(mix), {t: mag(ys[t]) for t in self.targets}
+    def prepare(self, dataset, max_batches=None):
+        """Run the face's one-off pass over training batches (Open-Unmix's input statistics);
+        returns what it measured, or None when the family has none."""
+        if self.face is None or self.face.prepare is None:
+            return None
+        return self.face.prepare(dataset, max_batches)
 
     def data_targets(self, groups):
         missing = [t for t in self.targets if t not in groups]
@@ -334,38 +272,12 @@ class Adapter:
 
 
 def input_statistics(adapter, dataset, max_batches=None):
-    """Open-Unmix's input-statistics pass: per-bin mean and standard deviation of the training
-    mixtures' magnitudes (over batch, channels and frames) written into every target model's
-    ``input_norm`` (shift = −mean, scale = 1/std), as ``openunmix``'s ``get_statistics``.
-    Returns ``(mean, std)`` as numpy arrays of ``max_bin`` values."""
-    import numpy as np
-
-    sep = adapter.separator
-    total = sq = count = 0.0
-    for k, (x, ys) in enumerate(dataset):
-        if max_batches is not None and k >= max_batches:
-            break
-        if x.shape.rank == 3:  # waveforms: the features the train step computes
-            x, _ = adapter.featurize(x, ys)
-        m = tf.reshape(tf.cast(x, tf.float64), [-1, x.shape[-1]]).numpy()
-        total = total + m.sum(0)
-        sq = sq + (m * m).sum(0)
-        count += m.shape[0]
-    if not count:
-        raise ValueError("input statistics: the dataset is empty")
-    mean = total / count
-    std = np.sqrt(np.maximum(sq / count - mean ** 2, 0.0))
-    std = np.maximum(std, 1e-8)
-    for t in adapter.targets:
-        layer = sep.target_models[t].get_layer("input_norm")
-        n = layer.weights[0].shape[-1]
-        values = {"shift": -mean[:n], "scale": 1.0 / std[:n]}
-        new = []
-        for w in layer.weights:
-            key = "shift" if "shift" in w.path.split("/")[-1] else "scale"
-            new.append(values[key].reshape(w.shape).astype("float32"))
-        layer.set_weights(new)
-    return mean, std
+    """Open-Unmix's input-statistics pass through ``adapter`` (see
+    :meth:`kerasep.models.OpenUnmixSeparator.input_statistics`). Returns ``(mean, std)``."""
+    stats = adapter.prepare(dataset, max_batches)
+    if stats is None:
+        raise ConfigError(f"{type(adapter.separator).__name__} has no input-statistics pass")
+    return stats["mean"], stats["std"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -443,8 +355,8 @@ def make_datasets(cfg, root, adapter, start_epoch=0, seed=None):
     seed = cfg["training"]["seed"] if seed is None else seed
     train_tracks = list_tracks(d, root, "train")
     valid_tracks = list_tracks(d, root, "valid")
-    rate = getattr(adapter.separator, "sample_rate", None)
-    if rate and train_tracks[0].rate != rate:
+    rate = adapter.separator.sample_rate
+    if train_tracks[0].rate != rate:
         raise ConfigError(
             f"the data is at {train_tracks[0].rate} Hz but the model expects {rate} Hz; set data.sample_rate={rate}"
         )
@@ -725,8 +637,8 @@ def train(
             separator = build_separator(cfg["model"])
             adapter = Adapter(separator, t["domain"])
             train_ds, valid_ds, steps, _ = make_datasets(cfg, data_root, adapter, start_epoch=start_epoch)
-            if hasattr(separator, "target_models") and t["domain"] == "spectrogram" and start_epoch == 0:
-                input_statistics(adapter, train_ds.take(steps))
+            if start_epoch == 0:
+                adapter.prepare(train_ds.take(steps))
             from kerasep import losses
 
             loss_name = t["loss"] or adapter.default_loss
