@@ -4,15 +4,18 @@ Band-limited polyphase resampling (:func:`scipy.signal.resample_poly`) of ``floa
 ``(nb_timesteps, nb_channels)`` arrays between integer rates in Hz. :func:`kerasep.audio.load`
 uses it after decoding, so every format is resampled the same way, and
 :func:`kerasep.diskaudio.resample_to_disk` block by block.
+
+The arithmetic is in one place, :func:`kerasep.export.runner.resample` (the standalone ONNX
+runner's, which needs only numpy), so kerasep and an exported model's runner resample alike;
+this module checks the arguments and hands the runner ``float32`` samples.
 """
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 import numpy as np
 
 from kerasep.audio.validate import AudioError, check_rate
+from kerasep.export.runner import resample as _runner_resample
 
 __all__ = ["resample"]
 
@@ -23,7 +26,8 @@ def resample(audio, orig_sr: int, target_sr: int) -> np.ndarray:
     Uses :func:`scipy.signal.resample_poly` with the reduced ratio ``target_sr / orig_sr``
     (e.g. 44100 -> 22050 is up=1, down=2; 44100 -> 48000 is up=160, down=147) and its default
     Kaiser-windowed anti-aliasing filter, so content above the lower Nyquist frequency is
-    removed rather than aliased.
+    removed rather than aliased. The filtering is :func:`kerasep.export.runner.resample` on the
+    samples converted to ``float32`` (``resample_poly`` filters in its input's precision).
 
     Parameters
     ----------
@@ -49,12 +53,7 @@ def resample(audio, orig_sr: int, target_sr: int) -> np.ndarray:
             f"(nb_timesteps,), found dtype {arr.dtype} and shape {arr.shape}"
         )
     if orig_sr == target_sr:
-        return arr.astype(np.float32, copy=True)
-    ratio = Fraction(target_sr, orig_sr)
-    up, down = ratio.numerator, ratio.denominator
+        return arr.astype(np.float32, copy=True)  # the runner would return its input itself
     if arr.shape[0] == 0:
         return np.zeros((0,) + arr.shape[1:], dtype=np.float32)
-    from scipy.signal import resample_poly  # scipy.signal is slow-ish to import; load lazily
-
-    out = resample_poly(arr.astype(np.float32, copy=False), up, down, axis=0)
-    return np.ascontiguousarray(out, dtype=np.float32)
+    return _runner_resample(arr.astype(np.float32, copy=False), orig_sr, target_sr)
