@@ -1,0 +1,112 @@
+"""The callbacks of a run (backup, best checkpoint, CSV history, early stopping, learning-rate
+decay, TensorBoard, progress) and what a resumed run reads back from its folder."""
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from kerasep.backend import keras
+
+
+def resume_epoch(backup_dir):
+    """The epoch a BackupAndRestore folder resumes at (0 when there is no backup)."""
+    meta = Path(backup_dir) / "training_metadata.json"
+    try:
+        return int(json.loads(meta.read_text())["epoch"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+class _Progress(keras.callbacks.Callback):
+    """One line per epoch on stderr (used with ``verbose=0`` when stdout is not a terminal)."""
+
+    def __init__(self, epochs, stream=sys.stderr):
+        super().__init__()
+        self.epochs = epochs
+        self.stream = stream
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        items = " ".join(f"{k}={float(v):.5g}" for k, v in sorted((logs or {}).items()))
+        print(f"epoch {epoch + 1}/{self.epochs} ({time.time() - self._t:.1f} s) {items}", file=self.stream, flush=True)
+
+
+def _have_tensorboard():
+    try:
+        import tensorboard  # noqa: F401  (keras' TensorBoard callback writes through it)
+
+        return True
+    except ImportError:
+        import warnings
+
+        warnings.warn("TensorBoard logging disabled: the `tensorboard` package is not installed "
+                      "(pip install 'kerasep[train]')")
+        return False
+
+
+def previous_best(output_dir, start_epoch, monitor="val_loss"):
+    """Best ``monitor`` value of the epochs before ``start_epoch`` in ``history.csv`` (None if
+    there are none), so a resumed ModelCheckpoint keeps comparing against the real best."""
+    import csv
+
+    path = Path(output_dir) / "history.csv"
+    if not start_epoch or not path.is_file():
+        return None
+    best = None
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            try:
+                if int(row["epoch"]) < start_epoch and row.get(monitor) not in (None, ""):
+                    v = float(row[monitor])
+                    best = v if best is None else min(best, v)
+            except (KeyError, ValueError):
+                continue
+    return best
+
+
+def truncate_history(output_dir, start_epoch):
+    """Drop ``history.csv`` rows of epochs >= ``start_epoch`` (an epoch logged just before a
+    kill but not backed up is trained again and logged again)."""
+    path = Path(output_dir) / "history.csv"
+    if not start_epoch or not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    keep = lines[:1] + [l for l in lines[1:] if l.split(",", 1)[0].isdigit() and int(l.split(",", 1)[0]) < start_epoch]
+    if keep != lines:
+        tmp = path.with_name(".history.csv.tmp")
+        tmp.write_text("".join(keep))
+        os.replace(tmp, path)
+
+
+def make_callbacks(output_dir, training, monitor="val_loss", tensorboard=True, progress=True, start_epoch=0):
+    """BackupAndRestore, ModelCheckpoint (best weights), CSVLogger, EarlyStopping,
+    ReduceLROnPlateau, TensorBoard and a one-line-per-epoch progress printer."""
+    out = Path(output_dir)
+    truncate_history(out, start_epoch)
+    cbs = [
+        # CSVLogger first: an epoch's row is on disk before the backup marks the epoch done
+        keras.callbacks.CSVLogger(str(out / "history.csv"), append=start_epoch > 0),
+        keras.callbacks.BackupAndRestore(str(out / "backup"), delete_checkpoint=False),
+        keras.callbacks.ModelCheckpoint(
+            str(out / "checkpoints" / "best.weights.h5"),
+            monitor=monitor,
+            save_best_only=True,
+            save_weights_only=True,
+            initial_value_threshold=previous_best(out, start_epoch, monitor),
+        ),
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=int(training["patience"]), restore_best_weights=False),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor,
+            factor=float(training["lr_decay_gamma"]),
+            patience=int(training["lr_decay_patience"]),
+            min_lr=float(training["min_lr"]),
+        ),
+    ]
+    if tensorboard and _have_tensorboard():
+        cbs.append(keras.callbacks.TensorBoard(str(out / "logs"), write_graph=False, profile_batch=0))
+    if progress:
+        cbs.append(_Progress(int(training["epochs"])))
+    return cbs
