@@ -67,13 +67,7 @@ def _spectral_graph(spec, opset, precision="float32"):
     else:
         real_f, imag_f = real, imag
     energy = g.op("Add", g.op("Mul", real_f, real_f), g.op("Mul", imag_f, imag_f))
-    power = float(spec.get("power", 1.0))
-    if power == 1.0:
-        mag = g.op("Sqrt", energy)
-    elif power == 2.0:
-        mag = energy
-    else:
-        mag = g.op("Pow", energy, g.const(np.float32(power / 2.0)))  # (b, c, f, nb_bins)
+    mag = _magnitude(g, energy, spec)  # (b, c, f, nb_bins)
 
     layout = spec["core_layout"]
     if layout == "patches":
@@ -99,15 +93,7 @@ def _spectral_graph(spec, opset, precision="float32"):
     g.nodes = []
 
     if spec["core_output"] == "magnitude":
-        p = float(spec.get("separation_exponent", 2.0))
-        powered = [g.op("Mul", o, o) if p == 2.0 else g.op("Pow", o, g.const(np.float32(p))) for o in core_outs]
-        total = powered[0]
-        for extra in powered[1:]:
-            total = g.op("Add", total, extra)
-        eps = float(spec.get("eps", 1e-10))
-        total = g.op("Add", total, g.const(np.float32(eps)))
-        share = g.const(np.float32(eps / len(core_outs)))
-        masks = [g.op("Div", g.op("Add", x_, share), total) for x_ in powered]
+        masks = _ratio_masks(g, core_outs, spec)
     elif spec["core_output"] == "mask":
         masks = list(core_outs)
     elif spec["core_output"] == "stft":  # the core returns each stem's STFT (b, c, f, nb_bins, 2)
