@@ -1,9 +1,12 @@
 """Training on the real MUSDB18 fixture track (used for both training and validation: the
 fixture has a single 6 s test track): fits lower the validation loss, the .keras result loads
 and separates, SIGKILL + resume equals an uninterrupted run, MirroredStrategy over two logical
-CPUs and MultiWorkerMirroredStrategy over two local worker processes."""
+CPUs and MultiWorkerMirroredStrategy over two local worker processes; the patches of Keras
+internals that multi-worker fits need are undone after fit and refused on other Keras versions."""
+import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -98,6 +101,7 @@ def test_features_in_the_train_step_equal_features_in_the_pipeline(model):
     import tensorflow as tf
     from kerasep import losses, train
     from kerasep.backend import keras
+    from kerasep.models import UNetSeparator
 
     sep = train.build_separator(model)
     adapter = train.Adapter(sep, "spectrogram")
@@ -106,7 +110,7 @@ def test_features_in_the_train_step_equal_features_in_the_pipeline(model):
     ys = {t: mix * (0.3 if t == "vocals" else 0.7) for t in adapter.targets}
     # the features are the separator's own (what it computes when it separates), bit for bit
     spec = sep.stft(mix)
-    own = sep.to_patches(sep.magnitude(spec)) if hasattr(sep, "to_patches") else sep.mix_magnitude(spec)
+    own = sep.to_patches(sep.magnitude(spec)) if isinstance(sep, UNetSeparator) else sep.mix_magnitude(spec)
     np.testing.assert_array_equal(adapter.featurize(mix, ys)[0].numpy(), own.numpy())
     initial = [w.numpy() for w in adapter.feature_model.weights]
 
@@ -140,6 +144,84 @@ def test_features_are_float32_under_mixed_precision():
         assert x.dtype == tf.float32 and x.shape == (3, 16, 64, 2) and y["vocals"].dtype == tf.float32
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def _tiny_fit_model():
+    import tensorflow as tf
+    from kerasep.backend import keras
+
+    inp = keras.Input((3,))
+    model = keras.Model(inp, keras.layers.Dense(1)(inp))
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = np.ones((8, 3), np.float32), np.zeros((8, 1), np.float32)
+    return model, tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+
+
+def test_installed_keras_is_supported():
+    # an upgrade past the range the patches were written for fails here first
+    from kerasep.train import patches
+
+    patches.check_keras_version()
+
+
+def test_multiworker_patches_are_undone_after_fit_returns_and_after_it_raises():
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+    from kerasep.backend import keras
+    from kerasep.train import patches
+
+    original = tf_trainer.reduce_per_replica
+
+    class Boom(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise RuntimeError("boom")
+
+    for callbacks in ([], [Boom()]):
+        model, ds = _tiny_fit_model()
+        raises = pytest.raises(RuntimeError, match="boom") if callbacks else contextlib.nullcontext()
+        with raises:
+            with patches.multiworker_fit(model, ds, tf.distribute.get_strategy()):
+                assert tf_trainer.reduce_per_replica is not original
+                assert "_maybe_symbolic_build" in vars(model)
+                model.fit(ds, epochs=2, verbose=0, callbacks=callbacks, shuffle=False)  # logs: the patch
+        assert tf_trainer.reduce_per_replica is original
+        assert "_maybe_symbolic_build" not in vars(model)
+        assert model.built and model.optimizer.built  # the prebuild stays
+
+
+@pytest.mark.parametrize("version", ["3.16.0", "3.14.2", "4.0.0"])
+def test_multiworker_patches_refuse_other_keras_versions(monkeypatch, version):
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+    from kerasep.backend import keras
+    from kerasep.train import patches
+
+    original = tf_trainer.reduce_per_replica
+    model, ds = _tiny_fit_model()
+    monkeypatch.setattr(keras, "__version__", version)
+    message = rf"written for keras >=3\.15,<3\.16; found keras {re.escape(version)}"
+    with pytest.raises(RuntimeError, match=message):
+        with patches.multiworker_fit(model, ds, tf.distribute.get_strategy()):
+            pytest.fail("the patches were installed")
+    # nothing was patched or built
+    assert tf_trainer.reduce_per_replica is original and "_maybe_symbolic_build" not in vars(model)
+    assert not model.optimizer.built
+
+
+def test_non_chief_callbacks_write_only_their_own_folder(tmp_path):
+    from kerasep import train
+
+    out, aside = tmp_path / "run", tmp_path / "run" / "worker-tmp-1"
+    callbacks = train.make_callbacks(out, train.DEFAULT_TRAINING, tensorboard=False, progress=False, worker_dir=aside)
+    model, ds = _tiny_fit_model()
+    model.fit(ds, validation_data=ds, epochs=2, verbose=0, callbacks=callbacks, shuffle=False)
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert all(aside in p.parents for p in files), files
+    written = {str(p.relative_to(aside)) for p in files}
+    for name in ("history.csv", "backup/training_metadata.json", "backup/latest.weights.h5",
+                 "checkpoints/best.weights.h5"):
+        assert name in written, name
+    assert train.resume_epoch(aside / "backup") == 2 and train.resume_epoch(out / "backup") == 0
 
 
 def _weights(path):
@@ -205,9 +287,12 @@ if mode == "mirrored":
 else:
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     from kerasep import train
+from keras.src.backend.tensorflow import trainer as tf_trainer
+original = tf_trainer.reduce_per_replica
 print("REPLICAS", strategy.num_replicas_in_sync, flush=True)
 _, h = train.train(json.loads(open(cfg).read()), data, out, strategy=strategy, verbose=0, tensorboard=False)
 print("HISTORY", json.dumps(h), flush=True)
+print("RESTORED", tf_trainer.reduce_per_replica is original, flush=True)
 """
 
 
@@ -251,10 +336,18 @@ def test_mirrored_and_multiworker_strategies_agree(shared_data, tmp_path):
     outs = [(mirrored.stdout, mirrored.stderr)] + outs
     for rc, (o, e) in zip([0] + [p.returncode for p in workers], outs):
         assert rc == 0, e[-3000:]
-        assert "REPLICAS 2" in o
+        assert "REPLICAS 2" in o and "RESTORED True" in o
     hm, h0, h1 = (_history(o) for o, _ in outs)
     # two replicas with the global batch split in two: the same numbers either way
     assert h0 == h1
     np.testing.assert_allclose(hm["loss"], h0["loss"], rtol=1e-5)
     np.testing.assert_allclose(hm["val_loss"], h0["val_loss"], rtol=1e-5)
     assert (tmp_path / "w" / "model.keras").is_file() and (tmp_path / "m" / "model.keras").is_file()
+    # the chief backs up in the run folder, the other worker in its own folder
+    assert train_resume_epochs(tmp_path / "w") == [1, 1]
+
+
+def train_resume_epochs(run):
+    from kerasep import train
+
+    return [train.resume_epoch(run / "backup")] + [train.resume_epoch(p) for p in run.glob("worker-tmp-*/backup")]

@@ -81,17 +81,24 @@ def truncate_history(output_dir, start_epoch):
         os.replace(tmp, path)
 
 
-def make_callbacks(output_dir, training, monitor="val_loss", tensorboard=True, progress=True, start_epoch=0):
+def make_callbacks(output_dir, training, monitor="val_loss", tensorboard=True, progress=True, start_epoch=0,
+                   worker_dir=None):
     """BackupAndRestore, ModelCheckpoint (best weights), CSVLogger, EarlyStopping,
-    ReduceLROnPlateau, TensorBoard and a one-line-per-epoch progress printer."""
+    ReduceLROnPlateau, TensorBoard and a one-line-per-epoch progress printer.
+
+    ``worker_dir``: a non-chief worker's own folder (TensorFlow's multi-worker rule: only the
+    chief writes the run folder): the CSV history, the backup and the best checkpoint are
+    written there instead of ``output_dir``."""
     out = Path(output_dir)
-    truncate_history(out, start_epoch)
+    own = out if worker_dir is None else Path(worker_dir)
+    own.mkdir(parents=True, exist_ok=True)
+    truncate_history(own, start_epoch)
     cbs = [
         # CSVLogger first: an epoch's row is on disk before the backup marks the epoch done
-        keras.callbacks.CSVLogger(str(out / "history.csv"), append=start_epoch > 0),
-        keras.callbacks.BackupAndRestore(str(out / "backup"), delete_checkpoint=False),
+        keras.callbacks.CSVLogger(str(own / "history.csv"), append=start_epoch > 0),
+        keras.callbacks.BackupAndRestore(str(own / "backup"), delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(
-            str(out / "checkpoints" / "best.weights.h5"),
+            str(own / "checkpoints" / "best.weights.h5"),
             monitor=monitor,
             save_best_only=True,
             save_weights_only=True,

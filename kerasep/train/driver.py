@@ -1,4 +1,5 @@
 """The training driver: :func:`train`, a config to a trained, saved separator."""
+import contextlib
 import json
 import os
 import sys
@@ -10,7 +11,7 @@ from kerasep.train.config import ConfigError, load_config
 from kerasep.train.datasets import make_datasets
 from kerasep.train.devices import make_strategy, seed_everything, set_precision
 from kerasep.train.features import Adapter, build_separator
-from kerasep.train.patches import _prebuild
+from kerasep.train.patches import check_keras_version, multiworker_fit
 
 
 def _atomic_save_model(model, path):
@@ -48,6 +49,8 @@ def train(
             epoch otherwise).
         strategy: a ``tf.distribute.Strategy`` (default from ``training.strategy``). For
             ``"multiworker"`` create it first thing in the program (TensorFlow's rule).
+        tensorboard: write TensorBoard logs to ``output_dir/logs`` (chief only).
+        extra_callbacks: more Keras callbacks, given to ``fit`` as they are (on every worker).
 
     Returns:
         ``(separator, history_dict)``; the separator holds the best validation weights and is
@@ -67,6 +70,9 @@ def train(
         raise DatasetError(f"dataset folder not found: {data_root}")
     if strategy is None:
         strategy = make_strategy(t["strategy"])
+    multiworker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    if multiworker:
+        check_keras_version()  # before any work: the fit needs patches of Keras internals
     seed_everything(t["seed"], t["deterministic"])
     policy = set_precision(t["mixed_precision"])
     chief = _chief()
@@ -113,35 +119,22 @@ def train(
             json.dumps(dict(cfg, run={"data_root": str(data_root), "policy": policy}), indent=2))
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 0
+    # other workers write their copies aside (TensorFlow's multi-worker rule)
     callbacks = make_callbacks(
-        out, t, tensorboard=tensorboard and chief, progress=verbose == 0, start_epoch=start_epoch
+        out, t, tensorboard=tensorboard and chief, progress=verbose == 0, start_epoch=start_epoch,
+        worker_dir=None if chief else out / f"worker-tmp-{os.getpid()}",
     ) + list(extra_callbacks)
-    if not chief:  # other workers write their copies aside (TensorFlow's multi-worker rule)
-        aside = out / f"worker-tmp-{os.getpid()}"
-        for cb in callbacks:
-            if isinstance(cb, keras.callbacks.ModelCheckpoint):
-                cb.filepath = str(aside / "best.weights.h5")
-            elif isinstance(cb, keras.callbacks.BackupAndRestore):
-                cb.backup_dir = str(aside / "backup")
-                cb._weights_path = str(aside / "backup" / "latest.weights.h5")
-                cb._training_metadata_path = str(aside / "backup" / "training_metadata.json")
-                cb._prev_weights_path = cb._weights_path + ".bkp"
-                cb._prev_training_metadata_path = cb._training_metadata_path + ".bkp"
-            elif isinstance(cb, keras.callbacks.CSVLogger):
-                cb.filename = str(aside / "history.csv")
-                aside.mkdir(parents=True, exist_ok=True)
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        _prebuild(adapter.fit_model, train_ds, strategy)
     try:
-        history = adapter.fit_model.fit(
-            train_ds,
-            validation_data=valid_ds,
-            epochs=int(t["epochs"]),
-            steps_per_epoch=steps,
-            callbacks=callbacks,
-            verbose=verbose,
-            shuffle=False,  # the pipeline shuffles, seeded
-        )
+        with multiworker_fit(adapter.fit_model, train_ds, strategy) if multiworker else contextlib.nullcontext():
+            history = adapter.fit_model.fit(
+                train_ds,
+                validation_data=valid_ds,
+                epochs=int(t["epochs"]),
+                steps_per_epoch=steps,
+                callbacks=callbacks,
+                verbose=verbose,
+                shuffle=False,  # the pipeline shuffles, seeded
+            )
         best = out / "checkpoints" / "best.weights.h5"
         if chief and best.is_file():
             adapter.fit_model.load_weights(str(best))
