@@ -220,6 +220,52 @@ def test_waveform_model_generic_path(stems):
     assert max(_max_diff(ref, out).values()) <= TOL
 
 
+# --- patches of third-party internals ------------------------------------------------------
+
+
+def _tf2onnx_patched():
+    """Which of the ONNX export's patches of tf2onnx / numpy are in place right now."""
+    import tf2onnx.optimizer.optimizer_base as base
+
+    optimize = vars(base.GraphOptimizerBase)["optimize"]
+    return {"optimize": optimize.__module__ != "tf2onnx.optimizer.optimizer_base",
+            "numpy.product": "product" in vars(np) and np.product is np.prod}
+
+
+def test_tf2onnx_patches_scoped(tiny_onnx):
+    from kerasep.export.onnx import bridge
+
+    # an export ran (tiny_onnx): nothing of it is left patched
+    assert _tf2onnx_patched() == {"optimize": False, "numpy.product": False}
+    shim = not hasattr(np, "product")  # numpy 2
+    with pytest.raises(KeyError, match="inside"):
+        with bridge._lean_tf2onnx():
+            assert _tf2onnx_patched() == {"optimize": True, "numpy.product": shim}
+            raise KeyError("inside")
+    assert _tf2onnx_patched() == {"optimize": False, "numpy.product": False}
+
+
+def test_tf2onnx_patches_refuse_unsupported_versions(trained, monkeypatch):
+    import tf2onnx
+
+    from kerasep.export.onnx import UnsupportedVersionError, bridge, to_onnx
+
+    monkeypatch.setattr(tf2onnx, "__version__", "1.18.0")
+    with pytest.raises(UnsupportedVersionError, match=r"tf2onnx 1\.18\.0 is installed.*tf2onnx>=1\.17,<1\.18"):
+        to_onnx(trained)
+    monkeypatch.setattr(tf2onnx, "__version__", "1.16.0")
+    with pytest.raises(UnsupportedVersionError, match=r"tf2onnx 1\.16\.0"):
+        with bridge._lean_tf2onnx():
+            pass
+    monkeypatch.setattr(tf2onnx, "__version__", "1.17.0")
+    if not hasattr(np, "product"):  # the numpy.product shim applies (numpy 2)
+        monkeypatch.setattr(np, "__version__", "3.0.0")
+        with pytest.raises(UnsupportedVersionError, match=r"numpy 3\.0\.0 is installed.*numpy>=2\.0,<3\.0"):
+            with bridge._lean_tf2onnx():
+                pass
+    assert _tf2onnx_patched() == {"optimize": False, "numpy.product": False}  # refused before patching
+
+
 # --- the standalone runner ------------------------------------------------------------------
 
 

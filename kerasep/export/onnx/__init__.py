@@ -33,8 +33,9 @@ One concern a module:
 - :mod:`~kerasep.export.onnx.graph`: the ONNX graph writer (``_Graph``);
 - :mod:`~kerasep.export.onnx.dsp`: framing, FFTs (``DFT`` operator or matrix products),
   overlap-add, magnitude and masks written in ONNX;
-- :mod:`~kerasep.export.onnx.bridge`: the tf2onnx conversion of the core and its patch of
-  tf2onnx internals;
+- :mod:`~kerasep.export.onnx.bridge`: the tf2onnx conversion of the core and its scoped,
+  version-guarded patch of tf2onnx internals (:class:`UnsupportedVersionError` outside the
+  versions it was written for);
 - :mod:`~kerasep.export.onnx.rewrites`: sub-pixel ``ConvTranspose`` rewrite, float16 and int8;
 - :mod:`~kerasep.export.onnx.layouts`: the whole graph for each layout (spectral, patch stream,
   waveform);
@@ -43,6 +44,7 @@ One concern a module:
   with the SavedModel export).
 """
 from kerasep.export.metadata import OPSET, metadata, weights_sha256
+from kerasep.export.onnx.bridge import UnsupportedVersionError
 from kerasep.export.onnx.save import save_onnx, to_onnx
 
-__all__ = ["save_onnx", "to_onnx", "metadata", "weights_sha256", "OPSET"]
+__all__ = ["save_onnx", "to_onnx", "metadata", "weights_sha256", "OPSET", "UnsupportedVersionError"]

@@ -2,12 +2,74 @@
 
 :func:`_convert_core` converts the spectrogram core of a spectral separator (channels-first for
 the U-Net); :func:`_lean_tf2onnx` is the patch of tf2onnx internals every conversion runs
-under; :func:`_inline_external_tensors` puts tf2onnx ``large_model`` tensors back
-into one self-contained model.
+under, scoped (the originals are back when the conversion ends, also on error) and guarded by
+the versions it was written for (:data:`TF2ONNX_SUPPORTED`, :data:`NUMPY_SUPPORTED`: another
+installed version raises :class:`UnsupportedVersionError` before anything is patched);
+:func:`_inline_external_tensors` puts tf2onnx ``large_model`` tensors back into one
+self-contained model.
 """
 import contextlib
+import re
 
 import numpy as np
+
+#: tf2onnx versions ``[lowest, first unsupported)`` whose internals :func:`_lean_tf2onnx`
+#: replaces (``GraphOptimizerBase.optimize``'s body is tf2onnx-private): written for and tested
+#: with 1.17.
+TF2ONNX_SUPPORTED = ((1, 17), (1, 18))
+#: numpy versions ``[lowest, first unsupported)`` the ``numpy.product`` shim is written for
+#: (numpy 2 removed ``product``; numpy 1 has it and is not patched).
+NUMPY_SUPPORTED = ((2, 0), (3, 0))
+
+
+class UnsupportedVersionError(RuntimeError):
+    """An installed package is outside the versions a kerasep patch of its internals was written
+    for; the message names the package, the version found and the versions supported."""
+
+
+def _version_tuple(version):
+    """``"1.17.0"`` → ``(1, 17, 0)``; a pre-release or local tag ends it (``"1.18.0rc1"`` →
+    ``(1, 18, 0)``, ``"2.1.dev0"`` → ``(2, 1)``)."""
+    parts = []
+    for piece in str(version).split("."):
+        digits = re.match(r"\d*", piece).group()
+        if not digits:
+            break
+        parts.append(int(digits))
+        if digits != piece:
+            break
+    return tuple(parts)
+
+
+def _require(package, version, supported, patch):
+    """Raise :class:`UnsupportedVersionError` unless ``version`` of ``package`` lies in
+    ``supported`` (``(lowest, first unsupported)``), the range ``patch`` was written for."""
+    low, high = supported
+    if low <= _version_tuple(version) < high:
+        return
+    wanted = f"{package}>={'.'.join(map(str, low))},<{'.'.join(map(str, high))}"
+    raise UnsupportedVersionError(
+        f"{package} {version} is installed, but the ONNX export's {patch} was written for "
+        f"{wanted}; install a supported version (pip install '{wanted}')"
+    )
+
+
+_MISSING = object()
+
+
+@contextlib.contextmanager
+def _patched(owner, name, value):
+    """``owner.name = value`` (a module's or a class's own attribute) inside the block; the
+    original, or its absence, is restored when the block ends, also when it raises."""
+    saved = vars(owner).get(name, _MISSING)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        if saved is _MISSING:
+            delattr(owner, name)
+        else:
+            setattr(owner, name, saved)
 
 
 @contextlib.contextmanager
@@ -21,10 +83,17 @@ def _lean_tf2onnx():
     Demucs, 13 GiB peak for 66 M parameters; the released 265.6 M-parameter model did not fit in
     24 GiB). The protos are only read when the model is written, and ``make_model`` refreshes
     them once then; the passes themselves work on tf2onnx's own node structures. Also supplies
-    ``numpy.product`` (removed in numpy 2, still called by tf2onnx's ``large_model`` path)."""
+    ``numpy.product`` (removed in numpy 2, still called by tf2onnx's ``large_model`` path).
+
+    Both patches last for the block only (restored also on error), and are refused with
+    :class:`UnsupportedVersionError` outside :data:`TF2ONNX_SUPPORTED` / :data:`NUMPY_SUPPORTED`."""
+    import tf2onnx
     import tf2onnx.optimizer.optimizer_base as base
 
-    original = base.GraphOptimizerBase.optimize
+    _require("tf2onnx", tf2onnx.__version__, TF2ONNX_SUPPORTED, "patch of tf2onnx's optimizer loop")
+    shim = not hasattr(np, "product")
+    if shim:
+        _require("numpy", np.__version__, NUMPY_SUPPORTED, "numpy.product shim for tf2onnx")
 
     def optimize(self, graph, iteration):
         self.opt_iteration = iteration
@@ -32,16 +101,11 @@ def _lean_tf2onnx():
         graph.delete_unused_nodes(graph.outputs)
         return graph
 
-    shim = not hasattr(np, "product")
-    base.GraphOptimizerBase.optimize = optimize
-    if shim:
-        np.product = np.prod
-    try:
-        yield
-    finally:
-        base.GraphOptimizerBase.optimize = original
+    with contextlib.ExitStack() as patches:
+        patches.enter_context(_patched(base.GraphOptimizerBase, "optimize", optimize))
         if shim:
-            del np.product
+            patches.enter_context(_patched(np, "product", np.prod))
+        yield
 
 
 def _inline_external_tensors(proto, storage):
