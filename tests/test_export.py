@@ -220,7 +220,7 @@ def test_waveform_model_generic_path(stems):
     assert max(_max_diff(ref, out).values()) <= TOL
 
 
-# --- patches of third-party internals ------------------------------------------------------
+# --- patches of third-party internals, module boundaries -----------------------------------
 
 
 def _tf2onnx_patched():
@@ -264,6 +264,29 @@ def test_tf2onnx_patches_refuse_unsupported_versions(trained, monkeypatch):
             with bridge._lean_tf2onnx():
                 pass
     assert _tf2onnx_patched() == {"optimize": False, "numpy.product": False}  # refused before patching
+
+
+def _fresh_python(code, **kwargs):
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, **kwargs)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res.stdout
+
+
+def test_saved_model_export_never_imports_onnx(tmp_path):
+    _fresh_python("import kerasep.export.saved_model, sys\n"
+                  "assert 'kerasep.export.onnx' not in sys.modules and 'tf2onnx' not in sys.modules\n")
+    # a whole SavedModel export too: no onnx, tf2onnx or kerasep.export.onnx loaded
+    _fresh_python(
+        "import sys\n"
+        "from kerasep import export\n"
+        "from kerasep.models import UNetSeparator\n"
+        f"model = UNetSeparator(**{TINY!r})\n"
+        "model.build((None, 2, None))\n"
+        f"export.export(model, {str(tmp_path / 'sm')!r}, format='saved_model')\n"
+        "loaded = sorted(m for m in ('onnx', 'tf2onnx', 'kerasep.export.onnx') if m in sys.modules)\n"
+        "assert not loaded, loaded\n"
+    )
+    assert (tmp_path / "sm" / "saved_model.pb").is_file()
 
 
 # --- the standalone runner ------------------------------------------------------------------

@@ -5,7 +5,9 @@ The signature takes one named input, ``waveform``: float32 ``(batch, nb_channels
 named output per stem. Reload with ``tf.saved_model.load(path).signatures["serving_default"]``
 (or serve the folder with TF Serving, which reads the same signature). The model's facts (sample
 rate, targets, kerasep version, weights sha256, chunking; the keys of
-:func:`kerasep.export.onnx.metadata`) are written to ``assets/kerasep_metadata.json``.
+:func:`kerasep.export.metadata.metadata`, shared with the ONNX export) are written to
+``assets/kerasep_metadata.json``. Nothing here imports ``onnx``, ``tf2onnx`` or
+:mod:`kerasep.export.onnx`.
 """
 import json
 import os
@@ -28,7 +30,7 @@ def save_saved_model(model, path, overwrite=False):
         FileExistsError: ``path`` exists and ``overwrite`` is False.
     """
     from kerasep.backend import tf
-    from kerasep.export.onnx import metadata
+    from kerasep.export.metadata import metadata
     from kerasep.export.spec import export_spec
 
     path = Path(path)
