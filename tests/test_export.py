@@ -1,5 +1,6 @@
 """Exports (.keras, SavedModel, single-file ONNX) of a small U-Net trained with ``fit``, loaded
-back and compared with the Keras model on real audio; the standalone onnxruntime runner."""
+back and compared with the Keras model on real audio; the standalone onnxruntime runner
+(:mod:`kerasep.export.runner`, also as the ``run_onnx.py`` copy ``with_runner=True`` writes)."""
 import json
 import os
 import subprocess
@@ -14,7 +15,6 @@ from conftest import MUSDB_HQ_ROOT, REPO, TRACK
 pytest.importorskip("onnxruntime")
 pytest.importorskip("tf2onnx")
 
-RUNNER = REPO / "export" / "run_onnx.py"
 TOL = 1e-4
 TINY = dict(T=64, F=64, n_fft=256, hop_length=64, conv_n_filters=(8, 16, 32), dropout=0.5)
 
@@ -292,75 +292,142 @@ def test_saved_model_export_never_imports_onnx(tmp_path):
 # --- the standalone runner ------------------------------------------------------------------
 
 
-def _load_runner():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("run_onnx_under_test", RUNNER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_runner_copy_in_package_is_identical():
-    # kerasep.export.runner (used by `kerasep separate --backend onnx`) ships the same file.
-    assert (REPO / "kerasep" / "export" / "runner.py").read_bytes() == RUNNER.read_bytes()
+def test_runner_imports_neither_tensorflow_nor_kerasep():
+    _fresh_python("import kerasep.export.runner, sys\n"
+                  "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
+                  "import kerasep.export\n"
+                  "assert 'tensorflow' not in sys.modules and 'onnx' not in sys.modules\n")
+    source = (REPO / "kerasep" / "export" / "runner.py").read_text()
+    # self-contained: a deployment copies this one file (numpy, onnxruntime, soundfile)
+    assert "import kerasep" not in source and "from kerasep" not in source
+    assert not (REPO / "export" / "run_onnx.py").exists()  # one source, no copy in the repo
 
 
-def test_runner_subprocess_without_tensorflow(trained, tiny_onnx, tmp_path):
-    """The runner separates a real file in a process that never imports TensorFlow, chunked,
-    and matches kerasep.separate (same chunking) on the same model."""
-    from kerasep import audio, inference
+def _blocked(folder, *packages):
+    """A folder for PYTHONPATH in which importing ``packages`` fails (and leaves a marker)."""
+    for name in packages:
+        (folder / name).mkdir(parents=True)
+        marker = folder / f"{name}.imported"
+        (folder / name / "__init__.py").write_text(
+            f"open({str(marker)!r}, 'w').close()\nraise ImportError('{name} is blocked in this test')\n"
+        )
+    return folder
 
-    src = MUSDB_HQ_ROOT / "test" / TRACK / "mixture.wav"
-    out = tmp_path / "out"
-    code = (
-        "import runpy, sys\n"
-        f"sys.argv = ['run_onnx.py', {str(tiny_onnx)!r}, {str(src)!r}, '-o', {str(out)!r},"
-        " '--chunk-seconds', '0.5', '-q', '--format', 'wav']\n"
-        "try:\n"
-        f"    runpy.run_path({str(RUNNER)!r}, run_name='__main__')\n"
-        "except SystemExit as e:\n"
-        "    assert not e.code, e.code\n"
-        "print('TF_LOADED' if 'tensorflow' in sys.modules or 'kerasep' in sys.modules else 'TF_ABSENT')\n"
-    )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr
-    assert "TF_ABSENT" in res.stdout
-    mix = audio.load(src)
+
+def _read_stems(folder, targets):
+    import soundfile as sf
+
+    return {t: sf.read(str(folder / f"{t}.wav"), dtype="int16")[0] for t in targets}
+
+
+def test_export_with_runner_runs_without_tensorflow_or_kerasep(trained, stems, tmp_path):
+    """``with_runner=True`` writes ``run_onnx.py`` beside the model; it separates a file in a
+    clean process where TensorFlow and kerasep cannot be imported, as the in-process runner
+    does; ``python -m kerasep.export.runner`` does the same without TensorFlow."""
+    import soundfile as sf
+
+    from kerasep import export
+    from kerasep.export import runner
+
+    deploy = tmp_path / "deploy"
+    onnx_path = Path(export.export(trained, deploy / "tiny.onnx", with_runner=True))
+    script = deploy / "run_onnx.py"
+    assert script.read_bytes() == Path(runner.__file__).read_bytes()
+    assert os.access(script, os.X_OK)
+    wav = tmp_path / "short.wav"
+    sf.write(str(wav), stems["mixture"][: 2 * 44100 + 123], 44100)
+
+    model = runner.OnnxSeparator(onnx_path, providers=["CPUExecutionProvider"])
+    runner.separate_file(model, wav, tmp_path / "ref", chunk_seconds=0.5)  # in process
+    ref = _read_stems(tmp_path / "ref" / "short", model.targets)
+    args = [str(onnx_path), str(wav), "--chunk-seconds", "0.5", "--cpu", "-q"]
+    env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ}
+    work = tmp_path / "elsewhere"  # outside the repository
+    work.mkdir()
+    runs = {
+        "copy": ([str(script)], _blocked(tmp_path / "no_tf_no_kerasep", "tensorflow", "kerasep")),
+        "module": (["-m", "kerasep.export.runner"], _blocked(tmp_path / "no_tf", "tensorflow")),
+    }
+    for label, (command, blocked) in runs.items():
+        out = tmp_path / f"out_{label}"
+        res = subprocess.run([sys.executable, *command, *args, "-o", str(out)], cwd=work, capture_output=True,
+                             text=True, timeout=300, env=dict(env, PYTHONPATH=str(blocked)))
+        assert res.returncode == 0, (label, res.stderr[-3000:])
+        assert not list(blocked.glob("*.imported")), (label, "tensorflow or kerasep was imported")
+        got = _read_stems(out / "short", model.targets)
+        for t in model.targets:
+            assert got[t].shape == ref[t].shape == (2 * 44100 + 123, 2)
+            assert np.max(np.abs(got[t].astype(np.int32) - ref[t])) <= 1, (label, t)  # 16-bit PCM
+    res = subprocess.run([sys.executable, "-m", "kerasep.export.runner", "--help"], cwd=work, capture_output=True,
+                         text=True, timeout=120, env=dict(env, PYTHONPATH=str(runs["module"][1])))
+    assert res.returncode == 0 and "usage: python -m kerasep.export.runner" in res.stdout
+
+
+def test_write_runner_refuses_a_different_file(trained, tmp_path):
+    from kerasep import export
+    from kerasep.export import runner
+
+    source = Path(runner.__file__).read_bytes()
+    path = Path(export.write_runner(tmp_path))
+    assert path == tmp_path / "run_onnx.py" and path.read_bytes() == source
+    assert export.write_runner(tmp_path) == str(path)  # identical: kept
+    path.write_text("print('a local edit')\n")
+    with pytest.raises(FileExistsError, match="run_onnx.py exists"):
+        export.write_runner(tmp_path)
+    # refused before exporting anything
+    with pytest.raises(FileExistsError, match="run_onnx.py exists"):
+        export.export(trained, tmp_path / "tiny.onnx", with_runner=True)
+    assert not (tmp_path / "tiny.onnx").exists()
+    assert path.read_text() == "print('a local edit')\n"
+    export.write_runner(tmp_path, overwrite=True)
+    assert path.read_bytes() == source and not list(tmp_path.glob(".*.tmp"))
+    with pytest.raises(ValueError, match="only available for format='onnx'"):
+        export.export(trained, tmp_path / "tiny.keras", with_runner=True)
+
+
+def test_runner_matches_kerasep_separate(trained, tiny_onnx, stems):
+    """The runner's chunked separation equals kerasep.separate's (same chunking) on the same model."""
+    from kerasep import inference
+    from kerasep.export import runner
+
+    mix = stems["mixture"]
+    got = runner.separate_array(runner.OnnxSeparator(tiny_onnx), mix, chunk_seconds=0.5)
     ref = inference.separate_array(mix, trained, chunk_seconds=0.5)
     for t in ("vocals", "accompaniment"):
-        got = audio.load(out / "mixture" / f"{t}.wav")
-        # 16-bit PCM output: compare at the quantisation step
-        assert got.shape == ref[t].shape
-        assert np.max(np.abs(got - np.clip(ref[t], -1, 1))) <= 1.0 / 32768 + TOL
+        assert got[t].shape == ref[t].shape
+        assert np.max(np.abs(got[t] - np.asarray(ref[t]))) <= TOL
 
 
-def test_runner_chunking_exact_and_crossfade(trained, tiny_onnx, stems):
-    from kerasep import inference
+def test_runner_chunking_exact_and_crossfade(tiny_onnx, stems, monkeypatch):
+    from kerasep.export import runner
 
-    runner = _load_runner()
     model = runner.OnnxSeparator(tiny_onnx)
     mix = stems["mixture"][: 3 * 44100 + 11]
     whole = model(np.ascontiguousarray(mix.T)[None])
     chunked = runner.separate_array(model, mix, chunk_seconds=0.3)
     for t in model.targets:
         assert np.max(np.abs(chunked[t] - whole[t][0].T)) <= TOL
-    # a model without an exact chunk grid: context + linear crossfades, as kerasep.inference
+    # a model without an exact chunk grid: context + linear crossfades whose weights sum to one
     model.chunk_context, model.chunk_alignment = None, 1
-    runner.DEFAULT_CONTEXT_SECONDS = 0.2
+    monkeypatch.setattr(runner, "DEFAULT_CONTEXT_SECONDS", 0.2)
     got = runner.separate_array(model, mix, chunk_seconds=0.5)
-    plan = inference.plan_chunks(mix.shape[0], int(0.5 * 44100), int(0.2 * 44100), 1)
+    plan = runner.plan_chunks(mix.shape[0], int(0.5 * 44100), int(0.2 * 44100), 1)
     assert len(plan) > 3
+    total = np.zeros(mix.shape[0], np.float32)
+    for k, (_, _, s, e) in enumerate(plan):
+        total[s:e] += runner.crossfade_weights(s, e, plan, k)
+    assert np.allclose(total, 1.0, atol=1e-6)
     for t in model.targets:
         ref = np.zeros_like(mix)
-        for k, (ks, ke, s, e) in enumerate(plan):
+        for k, (_, _, s, e) in enumerate(plan):
             est = model(np.ascontiguousarray(mix[s:e].T)[None])[t][0].T
-            inference._crossfade_into(ref, est, s, e, ks, ke, plan, k)
+            ref[s:e] += est * runner.crossfade_weights(s, e, plan, k)[:, None]
         assert np.max(np.abs(got[t] - ref)) <= 1e-6
 
 
 def test_runner_bad_model_files(tiny_onnx, tmp_path):
-    runner = _load_runner()
+    from kerasep.export import runner
+
     truncated = tmp_path / "truncated.onnx"
     truncated.write_bytes(tiny_onnx.read_bytes()[: tiny_onnx.stat().st_size // 2])
     garbage = tmp_path / "garbage.onnx"
@@ -376,7 +443,8 @@ def test_runner_bad_model_files(tiny_onnx, tmp_path):
 def test_runner_bad_inputs(tiny_onnx, tmp_path):
     import soundfile as sf
 
-    runner = _load_runner()
+    from kerasep.export import runner
+
     model = runner.OnnxSeparator(tiny_onnx)
     good = np.zeros((1, 2, 1000), np.float32)
     for bad, match in ((good[0], "rank 3"), (good.astype(np.float64), "dtype float32"),

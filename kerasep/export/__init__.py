@@ -9,19 +9,27 @@
 - ``saved_model``: a folder with a ``serving_default`` signature (input ``waveform``, one output
   per stem), see :mod:`kerasep.export.saved_model`.
 - ``onnx``: one ``.onnx`` file computing STFT → masks → inverse STFT, see :mod:`kerasep.export.onnx`;
-  run it without TensorFlow with ``export/run_onnx.py`` (also :mod:`kerasep.export.runner`).
+  run it without TensorFlow with ``python -m kerasep.export.runner MODEL.onnx song.wav`` (see
+  :mod:`kerasep.export.runner`). ``with_runner=True`` (``kerasep export ... --with-runner``)
+  also writes that runner, one self-contained file, beside the model as ``run_onnx.py``: a
+  deployment without kerasep runs ``python run_onnx.py MODEL.onnx song.wav``.
+
+Importing this package (or :mod:`kerasep.export.runner`) imports neither TensorFlow nor ONNX.
 
 How a model family is split into signal processing and network is described in
 :mod:`kerasep.export.spec`; new families plug in there.
 """
+import contextlib
 import os
 import tempfile
 from pathlib import Path
 
 FORMATS = ("keras", "saved_model", "onnx")
 PRECISIONS = ("float32", "float16", "int8")
+#: The file name :func:`write_runner` gives the runner beside an exported model.
+RUNNER_NAME = "run_onnx.py"
 
-__all__ = ["export", "FORMATS", "PRECISIONS", "guess_format"]
+__all__ = ["export", "FORMATS", "PRECISIONS", "RUNNER_NAME", "guess_format", "write_runner"]
 
 
 def guess_format(path):
@@ -39,6 +47,23 @@ def _resolve_model(model, weights=None, download=True):
     return model
 
 
+@contextlib.contextmanager
+def _atomic_path(path, suffix=".tmp"):
+    """A temporary file beside ``path`` for the block to write; renamed to ``path`` when the
+    block succeeds, removed when it fails (no partial file is ever left at ``path``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def save_keras(model, path, overwrite=False):
     """``model.save`` to a ``.keras`` file, atomically (temporary file + rename)."""
     path = Path(path)
@@ -46,20 +71,39 @@ def save_keras(model, path, overwrite=False):
         raise ValueError(f"a Keras archive path must end with '.keras'. Received: {path}")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists (pass overwrite=True to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.keras", dir=path.parent)
-    os.close(fd)
-    try:
+    with _atomic_path(path, suffix=".tmp.keras") as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return str(path)
 
 
-def export(model, path, format=None, precision="float32", overwrite=False, weights=None, download=True):
+def _runner_target(directory, overwrite=False):
+    """``(path, source, needed)`` for :func:`write_runner`; raises FileExistsError where a
+    different file is in the way and ``overwrite`` is False."""
+    source = Path(__file__).with_name("runner.py").read_bytes()
+    path = Path(directory) / RUNNER_NAME
+    same = path.is_file() and path.read_bytes() == source
+    if path.exists() and not same and not overwrite:
+        raise FileExistsError(
+            f"{path} exists and is not kerasep.export.runner's source (pass overwrite=True to replace it)"
+        )
+    return path, source, not same
+
+
+def write_runner(directory, overwrite=False):
+    """Write the TensorFlow-free runner (:mod:`kerasep.export.runner`'s source, one
+    self-contained file needing numpy, onnxruntime and soundfile) to
+    ``directory/run_onnx.py``, atomically, executable. An identical file there is kept; a
+    different one is replaced only with ``overwrite``. Returns the path (str)."""
+    path, source, needed = _runner_target(directory, overwrite)
+    if needed:
+        with _atomic_path(path) as tmp:
+            Path(tmp).write_bytes(source)
+            os.chmod(tmp, 0o755)
+    return str(path)
+
+
+def export(model, path, format=None, precision="float32", overwrite=False, weights=None, download=True,
+           with_runner=False):
     """Export a separator.
 
     Args:
@@ -68,8 +112,11 @@ def export(model, path, format=None, precision="float32", overwrite=False, weigh
         path: output file (``.onnx``, ``.keras``) or folder (SavedModel).
         format: ``"keras"``, ``"saved_model"`` or ``"onnx"`` (default: from ``path``).
         precision: ONNX only: ``"float32"``, ``"float16"`` or ``"int8"`` (dynamic quantisation).
-        overwrite: replace an existing ``path``.
+        overwrite: replace an existing ``path`` (and, with ``with_runner``, a different
+            ``run_onnx.py``).
         weights, download: as for :func:`kerasep.zoo.load` when ``model`` is a name.
+        with_runner: ONNX only: also write the TensorFlow-free runner beside the model as
+            ``run_onnx.py`` (:func:`write_runner`), for a deployment without kerasep.
 
     Returns:
         The path written (str).
@@ -81,9 +128,13 @@ def export(model, path, format=None, precision="float32", overwrite=False, weigh
         raise ValueError(f"precision must be one of {PRECISIONS}. Received: precision={precision!r}")
     if precision != "float32" and format != "onnx":
         raise ValueError(f"precision={precision!r} is only available for format='onnx'")
+    if with_runner and format != "onnx":
+        raise ValueError(f"with_runner=True is only available for format='onnx'. Received: format={format!r}")
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists (pass overwrite=True to replace it)")
+    if with_runner:
+        _runner_target(path.parent, overwrite)  # refused before the (long) export, not after
     model = _resolve_model(model, weights, download)
     if format == "keras":
         return save_keras(model, path, overwrite=overwrite)
@@ -93,4 +144,7 @@ def export(model, path, format=None, precision="float32", overwrite=False, weigh
         return save_saved_model(model, path, overwrite=overwrite)
     from kerasep.export.onnx import save_onnx
 
-    return save_onnx(model, path, precision=precision)
+    written = save_onnx(model, path, precision=precision)
+    if with_runner:
+        write_runner(path.parent, overwrite=overwrite)
+    return written

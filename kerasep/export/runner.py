@@ -1,13 +1,16 @@
 #!/usr/bin/env python
-"""Separate audio files with a kerasep ONNX export, without TensorFlow or kerasep.
+"""Separate audio files with a kerasep ONNX export, without TensorFlow.
 
-    python run_onnx.py unet-2stems.onnx song.mp3 other.wav -o separated [--format flac]
+    python -m kerasep.export.runner unet-2stems.onnx song.mp3 other.wav -o separated [--format flac]
            [--chunk-seconds S] [--overwrite] [--cpu] [-q]
 
 Needs only ``numpy``, ``onnxruntime`` (or ``onnxruntime-gpu``: the CUDA execution provider is
 used when present) and ``soundfile``; ``tqdm`` (progress bar) and ``scipy`` (band-limited
 resampling of inputs at another sample rate; a numpy FFT resampler is used without it) are
-optional. This one file is self-contained: copy it next to the ``.onnx`` file.
+optional. Neither importing nor running it imports TensorFlow or anything else of kerasep: this
+one file is self-contained. For a deployment without kerasep, ``kerasep export MODEL -o
+MODEL.onnx --with-runner`` (or ``kerasep.export.export(..., with_runner=True)``) writes a copy
+of it beside the model as ``run_onnx.py``; then ``python run_onnx.py MODEL.onnx song.wav``.
 
 Outputs: ``OUTDIR/<input name>/<target>.<wav|flac>`` (16-bit PCM at the model's sample rate),
 the layout of ``kerasep separate``. Each file is written to a temporary name and renamed when
@@ -17,6 +20,9 @@ Long inputs are processed in chunks as :mod:`kerasep.inference` does. Models tha
 ``kerasep.chunk_alignment``/``kerasep.chunk_context`` in their metadata (the U-Net: one patch)
 get chunk borders on their patch grid with one patch of real audio as context on each side, which
 reproduces whole-file processing exactly; other models get 5 s of context and linear cross-fades.
+Chunk planning (:func:`plan_chunks`, :func:`crossfade_weights`), resampling (:func:`resample`)
+and output naming (:func:`output_paths`) have this one implementation: the rest of kerasep
+imports them from here.
 """
 import argparse
 import json
@@ -158,7 +164,9 @@ def plan_chunks(nb_timesteps, chunk, context, alignment=1):
     return plan
 
 
-def _crossfade_weights(s, e, plan, k):
+def crossfade_weights(s, e, plan, k):
+    """Weights ``(e - s,)`` of chunk ``k`` of ``plan`` (input ``[s, e)``): linear fades over the
+    overlaps with the neighbouring chunks' inputs, so consecutive chunks' weights sum to one."""
     w = np.ones(e - s, np.float32)
     if k > 0:
         m = plan[k - 1][3] - s
@@ -196,7 +204,7 @@ def iter_separate(model, mix, chunk_seconds=None, progress=False):
                 yield ks, blocks
                 del blocks  # (with the caller's reference) frees this chunk's outputs before the next call
             else:
-                w = _crossfade_weights(s, e, plan, k)[:, None]
+                w = crossfade_weights(s, e, plan, k)[:, None]
                 final = plan[k + 1][2] if k + 1 < len(plan) else n
                 for t, v in y.items():
                     acc = buf.get(t, np.zeros((0, mix.shape[1]), np.float32))
@@ -399,9 +407,19 @@ def separate_file(model, inp, outdir, fmt="wav", overwrite=False, chunk_seconds=
 # --------------------------------------------------------------------------------------------
 
 
+def _prog():
+    """The command's name in usage and error messages: ``python -m kerasep.export.runner`` in
+    kerasep, else the script's file name (``run_onnx.py`` beside an exported model)."""
+    if __spec__ is not None and __spec__.name == "kerasep.export.runner":
+        return "python -m kerasep.export.runner"
+    if __name__ == "__main__" and sys.argv and sys.argv[0].endswith(".py"):
+        return os.path.basename(sys.argv[0])
+    return "run_onnx.py"
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="run_onnx.py", description="Separate audio files with a kerasep ONNX export (no TensorFlow)."
+        prog=_prog(), description="Separate audio files with a kerasep ONNX export (no TensorFlow)."
     )
     parser.add_argument("model", help="the .onnx file written by `kerasep export`")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files (wav/flac/ogg/mp3)")
@@ -417,11 +435,13 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    name = parser.prog.split()[-1]  # "kerasep.export.runner" or "run_onnx.py"
     try:
         model = OnnxSeparator(args.model, providers=["CPUExecutionProvider"] if args.cpu else None)
     except RunnerError as exc:
-        print(f"run_onnx: {exc}", file=sys.stderr)
+        print(f"{name}: {exc}", file=sys.stderr)
         return 1
     print(f"{args.model}: {', '.join(model.targets)} at {model.sample_rate} Hz on "
           f"{model.session.get_providers()[0]}", file=sys.stderr)
@@ -433,7 +453,7 @@ def main(argv=None):
             for p in paths.values():
                 print(f"  wrote {p}", file=sys.stderr)
         except RunnerError as exc:
-            print(f"run_onnx: {exc}", file=sys.stderr)
+            print(f"{name}: {exc}", file=sys.stderr)
             failures += 1
     return 1 if failures else 0
 

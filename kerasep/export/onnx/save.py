@@ -1,12 +1,11 @@
 """The exported file: :func:`to_onnx` (the graph of a model's layout, at a precision, with the
 ``kerasep.*`` metadata) and :func:`save_onnx` (written atomically after an onnxruntime smoke test).
 """
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from kerasep.export import _atomic_path
 from kerasep.export.metadata import OPSET, metadata
 from kerasep.export.onnx.graph import _onnx
 from kerasep.export.onnx.layouts import _spectral_graph, _waveform_graph
@@ -47,18 +46,10 @@ def save_onnx(model, path, precision="float32", check=True):
     onnx = _onnx()
     path = Path(path)
     proto = to_onnx(model, precision=precision)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with _atomic_path(path) as tmp:
         onnx.save(proto, tmp)
         if check:
             _smoke_test(tmp, int(model.nb_channels))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return str(path)
 
 
