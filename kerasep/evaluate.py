@@ -171,9 +171,9 @@ def evaluate(
     """
     from kerasep import audio as _audio
     from kerasep.data.musdb import _db
-    from kerasep.inference import _as_model, separate_array
+    from kerasep.inference import as_separator, separate_array
 
-    model = _as_model(model)
+    model = as_separator(model)
     db = _db(musdb_root, subset, split, is_wav)
     selected = [t for t in db.tracks if tracks is None or t.name in set(tracks)]
     if tracks is not None:

@@ -19,6 +19,7 @@ MultiResolutionSTFT    spectral convergence + log-magnitude L1 summed   (Paralle
 =====================  ===============================================  ==================
 """
 from kerasep.backend import keras, tf
+from kerasep.layers.stft import STFT
 
 _register = keras.saving.register_keras_serializable(package="kerasep")
 
@@ -30,11 +31,10 @@ def _per_example_mean(x):
 
 def stft_magnitude(waveform, n_fft, hop_length):
     """``(batch, nb_channels, nb_timesteps)`` → ``(batch, nb_channels, nb_frames, n_fft//2+1)``
-    magnitudes (Hann window, centred frames with zero padding)."""
-    x = tf.cast(waveform, tf.float32)
-    x = tf.pad(x, [[0, 0], [0, 0], [n_fft // 2, n_fft // 2]])
-    spec = tf.signal.stft(x, n_fft, hop_length, fft_length=n_fft, window_fn=tf.signal.hann_window)
-    return tf.abs(spec)
+    magnitudes (periodic Hann window, centred frames with zero padding): the
+    :class:`~kerasep.layers.STFT` layer's complex output, in float32."""
+    stft = STFT(n_fft, hop_length, padding="center", pad_mode="constant", dtype="float32")
+    return tf.abs(stft.complex(tf.cast(waveform, tf.float32)))
 
 
 class _SpectrogramLoss(keras.losses.Loss):

@@ -53,3 +53,13 @@ def unet_2stems(spleeter_weights):
     from kerasep import zoo
 
     return zoo.load("unet-2stems", download=False)
+
+
+@pytest.fixture(scope="session")
+def real_mixture(shared_data):
+    """The first 2 s of the real MUSDB18 test track's mixture, (nb_timesteps, 2) float32, 44.1 kHz."""
+    import soundfile as sf
+
+    x, rate = sf.read(MUSDB_HQ_ROOT / "test" / TRACK / "mixture.wav", dtype="float32", frames=2 * 44100)
+    assert rate == 44100 and x.shape == (2 * 44100, 2)
+    return x

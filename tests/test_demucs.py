@@ -20,6 +20,7 @@ from reference.demucs_v2_ref import apply_v2, load_v2_module  # noqa: E402
 from kerasep.backend import keras  # noqa: E402
 from kerasep.layers.glu_blocks import GLU, ResampleFrac, center_trim  # noqa: E402
 from kerasep.models.demucs import Demucs  # noqa: E402
+from kerasep.models.separator import ChunkPolicy, Separator  # noqa: E402
 from kerasep.zoo.converters import demucs as conv  # noqa: E402
 
 SOURCES = ["drums", "bass", "other", "vocals"]
@@ -287,12 +288,12 @@ def test_converter_rejects_unsupported_and_mismatched(tmp_path):
 # --- inference: segments, shifts, two stems ----------------------------------------------------
 
 
-class IdentitySeparator(keras.Model):
+class IdentitySeparator(Separator):
     """Returns the input as every target: separation must give the mixture back exactly."""
 
     targets = ["drums", "bass", "other", "vocals"]
     nb_channels, sample_rate = 2, 44100
-    segment_seconds, segment_overlap = 1.0, 0.25
+    chunking = ChunkPolicy("segment", segment_seconds=1.0, overlap=0.25)
 
     def call(self, x):
         return {t: x * (i + 1) / 10.0 for i, t in enumerate(self.targets)}

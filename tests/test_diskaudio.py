@@ -83,14 +83,18 @@ def test_save_blocks_is_save_and_atomic(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["a.flac", "b.flac"]
 
 
-class _Scaled:
-    """A model without chunk attributes: context + cross-fade chunking."""
+def _scaled():
+    """A separator with the contract's default chunking: context + cross-fade."""
+    from kerasep.models import Separator
 
-    targets = ["vocals", "drums", "bass", "other"]
-    nb_channels, sample_rate = 2, 44100
+    class Scaled(Separator):
+        targets = ["vocals", "drums", "bass", "other"]
+        nb_channels, sample_rate = 2, 44100
 
-    def __call__(self, x, training=False):
-        return {t: x * (i + 1) / 10.0 for i, t in enumerate(self.targets)}
+        def call(self, x, training=False):
+            return {t: x * (i + 1) / 10.0 for i, t in enumerate(self.targets)}
+
+    return Scaled()
 
 
 def _tiny_unet():
@@ -107,7 +111,7 @@ def _segmented():
 
 @pytest.mark.parametrize("make, kwargs", [
     (_tiny_unet, dict(chunk_seconds=0.5)),                       # Spleeter patch grid
-    (_Scaled, dict(chunk_seconds=1.0, context_seconds=0.2)),     # context + cross-fade
+    (_scaled, dict(chunk_seconds=1.0, context_seconds=0.2)),     # context + cross-fade
     (_segmented, dict(shifts=2, seed=3, two_stems="vocals")),    # segments, shifts, two stems
 ], ids=["patch-grid", "crossfade", "segments-shifts-two-stems"])
 def test_disk_backed_separation_equals_in_memory(make, kwargs, tmp_path):

@@ -200,8 +200,9 @@ def test_waveform_model_generic_path(stems):
     """A separator with no STFT (Demucs-like) goes through tf2onnx whole."""
     from kerasep.backend import keras
     from kerasep.export.onnx import to_onnx
+    from kerasep.models import Separator
 
-    class TinyWave(keras.Model):
+    class TinyWave(Separator):  # the contract's defaults: one waveform network, crossfaded chunks
         def __init__(self, **kwargs):
             super().__init__(**kwargs)
             self.targets, self.sample_rate, self.nb_channels = ["a", "b"], 44100, 2
@@ -218,6 +219,18 @@ def test_waveform_model_generic_path(stems):
     ref = _keras(model, x)
     out = _onnx_run(to_onnx(model), x)
     assert max(_max_diff(ref, out).values()) <= TOL
+
+
+def test_non_separator_refused(tmp_path):
+    """A plain keras.Model is refused with the contract named, not probed for attributes."""
+    from kerasep import export
+    from kerasep.backend import keras
+    from kerasep.models import NotASeparatorError
+
+    plain = keras.Sequential([keras.Input((2, 8)), keras.layers.Dense(8)])
+    with pytest.raises(NotASeparatorError, match="kerasep separator"):
+        export.export(plain, tmp_path / "never_written.onnx")
+    assert not list(tmp_path.iterdir())
 
 
 # --- patches of third-party internals, module boundaries -----------------------------------

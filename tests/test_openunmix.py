@@ -199,11 +199,11 @@ def test_bad_arguments(kwargs, match):
 def test_chunked_separation_has_no_seams():
     """kerasep.inference cross-fades chunks processed with context (the BLSTMs see the whole
     input, so there is no exact chunk context); chunk borders fall on Wiener windows
-    (``chunk_alignment``), so the result stays close to whole-file processing everywhere."""
+    (``chunking.alignment``), so the result stays close to whole-file processing everywhere."""
     from kerasep.inference import separate_array
 
     model = ours_from(torch_models(), sample_rate=8000, wiener_win_len=16)
-    assert model.chunk_alignment == 16 * 64 and not hasattr(model, "chunk_context")
+    assert model.chunking.alignment == 16 * 64 and model.chunking.kind == "crossfade"
     mix = (np.random.RandomState(4).randn(8000 * 6, 2) * 0.3).astype("float32")
     whole = {t: y.numpy()[0].T for t, y in model(mix.T[None]).items()}
     chunked = separate_array(mix, model, chunk_seconds=2.0, context_seconds=1.0)

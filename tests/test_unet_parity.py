@@ -168,7 +168,7 @@ def test_chunked_equals_whole_file_without_clicks(unet_2stems, mixtures):
     chunked = kerasep.separate(mix, model=model, chunk_seconds=5.0)
     # 5 s rounds up to one patch (512 * 1024 samples); block borders fall on the patch grid.
     # Frames of two blocks overlap-add in [border - n_fft, border - hop): look around it.
-    step = model.chunk_alignment
+    step = model.chunking.alignment
     borders = list(range(step - model.n_fft // 2, mix.shape[0], step))
     assert len(borders) >= 2
     half = model.n_fft

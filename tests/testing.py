@@ -20,3 +20,112 @@ def run_layer_serialization_test(layer, *call_args, **call_kwargs):
     restored = keras.layers.deserialize(keras.layers.serialize(layer))
     assert type(restored) is type(layer)
     return clone
+
+
+def _numpy(outputs):
+    return {k: np.asarray(v) for k, v in outputs.items()}
+
+
+def _max_abs(a, b):
+    return max(float(np.max(np.abs(a[k] - b[k]))) for k in a)
+
+
+def run_separator_test(model, mix, tmp_path, chunk_seconds, family=None, exact_atol=1e-5,
+                       export_atol=1e-4, exports=("onnx", "saved_model")):
+    """The family contract, run by every model family's tests on a tiny built model.
+
+    ``mix``: a short real mixture ``(nb_timesteps, nb_channels)`` float32 at the model's rate;
+    ``chunk_seconds``: a chunk length that cuts ``mix`` into several chunks; ``family``: the
+    registry family name whose zoo entries are checked too.
+
+    Checks: the :class:`~kerasep.models.Separator` contract (stems, chunking, output shapes);
+    config and ``.keras`` round trips (``kerasep.zoo.load``); chunked separation through
+    :func:`kerasep.inference.separate_array` equals whole-file output for exact chunk policies
+    and one-chunk separation equals ``call`` for every policy; ONNX (onnxruntime, through the
+    TF-free runner) and SavedModel exports equal the Keras model on a length that is not a
+    multiple of any hop or patch; zoo entries of ``family`` build with the stems the registry
+    reports, name a known weight format, and mirror ``zoo/<name>/config.json``.
+    """
+    import json
+    from pathlib import Path
+
+    from kerasep import export, inference, zoo
+    from kerasep.backend import tf
+    from kerasep.models import ChunkPolicy, Separator
+    from kerasep.zoo import registry
+
+    # --- the contract ---------------------------------------------------------------------
+    assert isinstance(model, Separator), type(model)
+    assert isinstance(model.chunking, ChunkPolicy)
+    stems = model.stems
+    assert stems and len(set(stems)) == len(stems)
+    assert mix.ndim == 2 and mix.shape[1] == model.nb_channels
+    x = np.ascontiguousarray(mix.T[None])  # (1, nb_channels, nb_timesteps)
+    whole = _numpy(model(x, training=False))
+    assert list(whole) == stems or sorted(whole) == sorted(stems), (list(whole), stems)
+    for y in whole.values():
+        assert y.shape == x.shape and np.isfinite(y).all()
+
+    # --- config and .keras round trips ----------------------------------------------------
+    config = model.get_config()
+    clone = type(model).from_config(config)
+    clone.build((None, model.nb_channels, None))
+    assert clone.get_config() == config
+    clone.set_weights(model.get_weights())
+    assert _max_abs(whole, _numpy(clone(x, training=False))) <= 1e-6
+    path = export.export(model, Path(tmp_path) / "contract.keras")
+    loaded = zoo.load(path)
+    assert type(loaded) is type(model) and loaded.stems == stems
+    assert _max_abs(whole, _numpy(loaded(x, training=False))) <= 1e-6
+
+    # --- chunked separation ---------------------------------------------------------------
+    n = mix.shape[0]
+    assert chunk_seconds * model.sample_rate < n, "chunk_seconds must cut mix into several chunks"
+    chunked = inference.separate_array(mix, model, chunk_seconds=chunk_seconds)
+    assert list(chunked) == stems
+    for t in stems:
+        assert chunked[t].shape == mix.shape and np.isfinite(chunked[t]).all()
+    if model.chunking.is_exact:
+        assert max(float(np.max(np.abs(chunked[t] - whole[t][0].T))) for t in stems) <= exact_atol
+    one = inference.separate_array(mix, model, chunk_seconds=4.0 * n / model.sample_rate)
+    assert max(float(np.max(np.abs(one[t] - whole[t][0].T))) for t in stems) <= exact_atol
+
+    # --- exports ----------------------------------------------------------------------------
+    odd = x[:, :, : max(1, n - 37)]
+    reference = _numpy(model(odd, training=False))
+    if "onnx" in exports:
+        from kerasep.export import runner
+
+        onnx_path = export.export(model, Path(tmp_path) / "contract.onnx")
+        session = runner.OnnxSeparator(onnx_path)
+        assert session.targets == stems and session.sample_rate == model.sample_rate
+        assert _max_abs(reference, session(np.ascontiguousarray(odd))) <= export_atol
+        meta = session.metadata
+        policy = model.chunking
+        if policy.is_exact:
+            assert int(meta["kerasep.chunk_alignment"]) == policy.alignment
+            assert int(meta["kerasep.chunk_context"]) == policy.context
+    if "saved_model" in exports:
+        from kerasep.export.saved_model import load_saved_model
+
+        sm_path = export.export(model, Path(tmp_path) / "contract_sm", format="saved_model")
+        fn, meta = load_saved_model(sm_path)
+        assert json.loads(meta["kerasep.targets"]) == stems
+        out = {k: v.numpy() for k, v in fn(waveform=tf.constant(odd)).items()}
+        assert sorted(out) == sorted(stems)
+        assert _max_abs(reference, out) <= export_atol
+
+    # --- zoo entries of the family ----------------------------------------------------------
+    if family is not None:
+        assert family in registry.FAMILIES
+        assert registry.family_class(family) is type(model)
+        zoo_dir = Path(__file__).resolve().parents[1] / "zoo"
+        for name in registry.available():
+            entry = registry.MODELS[name]
+            if entry["family"] != family:
+                continue
+            assert registry.WEIGHT_SOURCES[entry["weights"]]["format"] in registry.WEIGHT_FORMATS
+            unbuilt = registry.family_class(family)(**entry["config"])  # no weights allocated
+            assert unbuilt.stems == registry.stems(name), name
+            stored = json.loads((zoo_dir / name / "config.json").read_text())
+            assert stored == json.loads(json.dumps(entry)), f"zoo/{name}/config.json differs from the registry"

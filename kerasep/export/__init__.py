@@ -44,7 +44,9 @@ def _resolve_model(model, weights=None, download=True):
         from kerasep import zoo
 
         return zoo.load(str(model), weights=weights, download=download)
-    return model
+    from kerasep.models.separator import check_separator
+
+    return check_separator(model, "the model to export")
 
 
 @contextlib.contextmanager

@@ -30,84 +30,40 @@ Spectral models (``"kind": "spectral"``) — STFT → magnitude → core → mas
 Waveform models (``"kind": "waveform"``, e.g. Demucs): the whole Keras model is converted by
 tf2onnx; it must not use RFFT/IRFFT ops (tf2onnx cannot convert an inverse STFT).
 
-Every spec also carries ``sample_rate``, ``nb_channels`` and the chunking facts the runners
-need: ``chunk_alignment`` and ``chunk_context`` (samples; exact chunking) when the model has them.
+Every spec also carries ``family`` (the class name), ``targets``/``output_targets`` as above
+(``output_targets`` are the separator's ``stems``), ``sample_rate``, ``nb_channels`` and, for
+models whose chunked output is exact (``model.chunking.is_exact``), the chunking facts the
+runners need: ``chunk_alignment`` and ``chunk_context`` (samples).
 
-A model family plugs in by defining ``export_spec(self) -> dict`` (returning the keys above), or
-by registering a builder with :func:`register_spec`.
+A model family plugs in by subclassing :class:`kerasep.models.Separator` and overriding
+``export_spec(self) -> dict`` (the family keys above; the default is ``{"kind": "waveform"}``).
 """
+from kerasep.models.separator import check_separator
 
-_BUILDERS = {}
-
-
-def register_spec(cls, builder):
-    """Use ``builder(model) -> dict`` for instances of ``cls`` (for families that cannot add an
-    ``export_spec`` method themselves)."""
-    _BUILDERS[cls] = builder
-
-
-def _unet_spec(model):
-    return {
-        "kind": "spectral",
-        "n_fft": model.n_fft,
-        "hop_length": model.hop_length,
-        "padding": "spleeter",
-        "pad_mode": "constant",
-        "nb_bins": model.F,
-        "mask_extension": model.mask_extension,
-        "power": 1.0,
-        "core": model.core,
-        "core_layout": "patches",
-        "patch_frames": model.T,
-        "core_output": "magnitude",
-        "separation_exponent": model.separation_exponent,
-        "eps": model.eps,
-    }
-
-
-def _common(model):
-    targets = list(model.targets)
-    out = {
-        "family": type(model).__name__,
-        "targets": targets,
-        "output_targets": list(getattr(model, "output_targets", None) or targets),
-        "sample_rate": int(model.sample_rate),
-        "nb_channels": int(model.nb_channels),
-    }
-    for key in ("chunk_alignment", "chunk_context"):
-        value = getattr(model, key, None)
-        if value is not None:
-            out[key] = int(value)
-    return out
+KINDS = ("spectral", "waveform")
 
 
 def export_spec(model):
-    """The export description of ``model`` (see the module docstring).
+    """The export description of the separator ``model`` (see the module docstring).
 
     Raises:
-        TypeError: ``model`` lacks the attributes every separator has (``targets``,
-            ``sample_rate``, ``nb_channels``).
+        kerasep.models.NotASeparatorError: ``model`` is not a kerasep separator.
+        ValueError: the family's spec has an unknown ``kind``.
     """
-    missing = [a for a in ("targets", "sample_rate", "nb_channels") if not hasattr(model, a)]
-    if missing:
-        raise TypeError(
-            f"cannot export {type(model).__name__}: a kerasep separator needs the attributes "
-            f"targets, sample_rate and nb_channels; missing {missing}"
-        )
-    spec = _common(model)
-    if hasattr(model, "export_spec"):
-        own = dict(model.export_spec())
-    else:
-        from kerasep.models.unet import UNetSeparator
-
-        builder = _BUILDERS.get(type(model))
-        if builder is not None:
-            own = dict(builder(model))
-        elif isinstance(model, UNetSeparator):
-            own = _unet_spec(model)
-        else:
-            own = {"kind": "waveform"}
-    spec.update(own)
-    if spec["kind"] not in ("spectral", "waveform"):
-        raise ValueError(f"export spec kind must be 'spectral' or 'waveform'. Received: {spec['kind']!r}")
+    model = check_separator(model, "the model to export")
+    stems = model.stems
+    spec = {
+        "family": type(model).__name__,
+        "targets": list(model.targets),
+        "output_targets": stems,
+        "sample_rate": int(model.sample_rate),
+        "nb_channels": int(model.nb_channels),
+    }
+    policy = model.chunking
+    if policy.is_exact:
+        spec["chunk_alignment"] = int(policy.alignment)
+        spec["chunk_context"] = int(policy.context)
+    spec.update(dict(model.export_spec()))
+    if spec["kind"] not in KINDS:
+        raise ValueError(f"export spec kind must be one of {KINDS}. Received: {spec['kind']!r}")
     return spec

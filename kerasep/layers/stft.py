@@ -50,6 +50,21 @@ def nb_frames(nb_timesteps, n_fft, hop_length, padding="spleeter"):
     return max(0, 1 + (nb_timesteps - n_fft) // hop_length)
 
 
+def window_envelope(n_fft, hop_length, start, stop, offset=0):
+    """Overlap-added squared Hann window at samples ``[start, stop)`` of a signal fully covered
+    by frames, where frame ``k`` starts at sample ``k * hop_length - offset``: periodic with
+    period ``hop_length``. Samples no window covers get 1 (left undivided, as :class:`ISTFT`).
+
+    Returns a float32 numpy array of ``stop - start`` values.
+    """
+    import numpy as np
+
+    w2 = np.square(np.asarray(hann_window(n_fft)))
+    period = np.array([w2[r::hop_length].sum() for r in range(hop_length)], np.float32)
+    period[period <= 1e-11] = 1.0
+    return period[(np.arange(start, stop) + offset) % hop_length]
+
+
 @keras.saving.register_keras_serializable(package="kerasep")
 class STFT(keras.layers.Layer):
     """Waveform → complex STFT (real/imag on the last axis).
@@ -94,14 +109,20 @@ class STFT(keras.layers.Layer):
             return tf.pad(x, [[0, 0], [0, 0], [half, half]], mode=mode)
         return x
 
-    def call(self, waveform):
+    def complex(self, waveform):
+        """The STFT as a complex tensor ``(batch, nb_channels, nb_frames, nb_bins)``: the same ops
+        as :meth:`call` without stacking real and imaginary parts (training features and losses
+        take magnitudes from it directly)."""
         x = self._pad(tf.cast(waveform, self.compute_dtype))
         # frames: (batch, nb_channels, nb_frames, n_fft)
         frames = tf.signal.frame(
             x, self.n_fft, self.hop_length, pad_end=self.padding == "spleeter", axis=-1
         )
         frames = frames * hann_window(self.n_fft, frames.dtype)
-        spec = tf.signal.rfft(frames)[..., : self.nb_bins]
+        return tf.signal.rfft(frames)[..., : self.nb_bins]
+
+    def call(self, waveform):
+        spec = self.complex(waveform)
         return tf.stack([tf.math.real(spec), tf.math.imag(spec)], axis=-1)
 
     def compute_output_shape(self, input_shape):
@@ -147,13 +168,21 @@ class ISTFT(keras.layers.Layer):
         self.hop_length = int(hop_length)
         self.padding = padding
 
-    def call(self, spec, length=None):
+    def overlap_add(self, spec):
+        """Windowed overlap-add of the inverse FFT of each frame, not yet divided by the window
+        envelope: ``(batch, nb_channels, nb_frames, nb_bins, 2)`` →
+        ``(batch, nb_channels, (nb_frames - 1) * hop_length + n_fft)``, padding not removed.
+        Consecutive blocks of frames overlap-add to the whole input's sum (streaming)."""
         spec = tf.cast(spec, self.compute_dtype)
         cspec = tf.complex(spec[..., 0], spec[..., 1])
         frames = tf.signal.irfft(cspec, fft_length=[self.n_fft])  # (b, c, nb_frames, n_fft)
         window = hann_window(self.n_fft, frames.dtype)
-        signal = tf.signal.overlap_and_add(frames * window, self.hop_length)
-        n_frames = tf.shape(frames)[-2]
+        return tf.signal.overlap_and_add(frames * window, self.hop_length)
+
+    def call(self, spec, length=None):
+        signal = self.overlap_add(spec)
+        window = hann_window(self.n_fft, signal.dtype)
+        n_frames = tf.shape(spec)[-3]
         envelope = tf.signal.overlap_and_add(
             tf.tile((window * window)[None, :], [n_frames, 1]), self.hop_length
         )

@@ -31,12 +31,13 @@ from kerasep.layers.glu_blocks import (
     ResampleFrac,
     center_trim,
 )
+from kerasep.models.separator import ChunkPolicy, Separator
 
 VARIANTS = ("v2", "v3")
 
 
 @keras.saving.register_keras_serializable(package="kerasep")
-class Demucs(keras.Model):
+class Demucs(Separator):
     """Waveform → stems with a Demucs (v2) waveform U-Net.
 
     Args:
@@ -167,6 +168,12 @@ class Demucs(keras.Model):
             for j, (c, o, g, last) in enumerate(decoder)
         ]
         self.downsample = ResampleFrac(2, 1, name="downsample") if self.resample else None
+
+    @property
+    def chunking(self):
+        """Segments of ``segment_seconds`` overlapping by ``segment_overlap``, cross-faded
+        linearly (demucs' ``apply_model`` with ``split=True``)."""
+        return ChunkPolicy("segment", segment_seconds=self.segment_seconds, overlap=self.segment_overlap)
 
     # --- lengths -------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from kerasep.backend import keras, tf
 from kerasep.layers.lstm_blocks import BinAffine, CropBins, lstm_stack
 from kerasep.layers.stft import ISTFT, STFT
 from kerasep.layers.wiener import WienerFilter
+from kerasep.models.separator import ChunkPolicy, Separator, TrainingFace, float32_twin
 
 BN_EPSILON = 1e-5  # torch.nn.BatchNorm1d's default
 BN_MOMENTUM = 0.9  # keras convention for torch's momentum=0.1
@@ -94,7 +95,7 @@ def build_openunmix(
 
 
 @keras.saving.register_keras_serializable(package="kerasep")
-class OpenUnmixSeparator(keras.Model):
+class OpenUnmixSeparator(Separator):
     """Waveform → stems with one Open-Unmix model per target and a multichannel Wiener filter.
 
     Args:
@@ -201,14 +202,74 @@ class OpenUnmixSeparator(keras.Model):
     default_chunk_seconds = 20.0
 
     @property
-    def chunk_alignment(self):
-        """Chunk borders fall on multiples of this many samples: one Wiener window
-        (``wiener_win_len * hop_length``), so chunked separation filters the same windows as
-        whole-file separation. (No ``chunk_context``: the BLSTMs see the whole input, so
-        :func:`kerasep.separate` cross-fades chunks processed with context.)"""
+    def chunking(self):
+        """Cross-faded chunks (the BLSTMs see the whole input, so chunks are not exact) with 5 s
+        of context, borders on whole Wiener windows (``wiener_win_len * hop_length``), so
+        chunked separation filters the same windows as whole-file separation."""
         if self.niter > 0 and self.wiener_win_len:
-            return self.wiener_win_len * self.hop_length
-        return self.hop_length
+            alignment = self.wiener_win_len * self.hop_length
+        else:
+            alignment = self.hop_length
+        return ChunkPolicy("crossfade", alignment=alignment, context_seconds=5.0,
+                           default_chunk_seconds=self.default_chunk_seconds)
+
+    @property
+    def stems(self):
+        return list(self.output_targets)
+
+    def training_face(self):
+        """Every target model on full magnitude spectrograms, MSE loss, after the
+        input-statistics pass (:meth:`input_statistics`)."""
+        inp = keras.Input((self.nb_channels, None, self.nb_bins), name="mix_magnitude")
+        outs = {t: self.target_models[t](inp) for t in self.targets}
+        feature_model = keras.Model(inp, outs, name="openunmix_targets")
+        stft = float32_twin(self.stft)
+
+        def magnitude(waveform):
+            return self.magnitude_from_complex(stft.complex(waveform))
+
+        def featurize(mix, ys):
+            return magnitude(mix), {t: magnitude(ys[t]) for t in self.targets}
+
+        def prepare(dataset, max_batches=None):
+            mean, std = self.input_statistics(featurize, dataset, max_batches)
+            return {"mean": mean, "std": std}
+
+        return TrainingFace(feature_model, featurize, list(self.targets), "spectrogram_mse", prepare)
+
+    def input_statistics(self, featurize, dataset, max_batches=None):
+        """Open-Unmix's input-statistics pass: per-bin mean and standard deviation of the
+        training mixtures' magnitudes (over batch, channels and frames) written into every target
+        model's ``input_norm`` (shift = −mean, scale = 1/std), as ``openunmix``'s
+        ``get_statistics``.
+
+        Args:
+            featurize: ``(mix, ys) -> (magnitude, ...)`` for waveform batches (rank 3).
+            dataset: ``(x, ys)`` batches; ``x`` waveforms or already magnitudes (rank 4).
+
+        Returns ``(mean, std)`` as numpy arrays of ``nb_bins`` values.
+        """
+        total = sq = count = 0.0
+        for k, (x, ys) in enumerate(dataset):
+            if max_batches is not None and k >= max_batches:
+                break
+            if x.shape.rank == 3:  # waveforms: the features the train step computes
+                x, _ = featurize(x, ys)
+            m = tf.reshape(tf.cast(x, tf.float64), [-1, x.shape[-1]]).numpy()
+            total = total + m.sum(0)
+            sq = sq + (m * m).sum(0)
+            count += m.shape[0]
+        if not count:
+            raise ValueError("input statistics: the dataset is empty")
+        mean = total / count
+        std = np.maximum(np.sqrt(np.maximum(sq / count - mean ** 2, 0.0)), 1e-8)
+        for t in self.targets:
+            layer = self.target_models[t].get_layer("input_norm")
+            n = layer.weights[0].shape[-1]
+            values = {"shift": -mean[:n], "scale": 1.0 / std[:n]}
+            layer.set_weights([values["shift" if "shift" in w.path.split("/")[-1] else "scale"]
+                               .reshape(w.shape).astype("float32") for w in layer.weights])
+        return mean, std
 
     def build(self, input_shape=None):
         for model in self.target_models.values():
@@ -229,9 +290,13 @@ class OpenUnmixSeparator(keras.Model):
     def mix_magnitude(mix_stft):
         """``|X|`` of a ``(..., 2)`` real/imag STFT with real arithmetic only (exportable to ONNX,
         exact, and with a zero gradient at silent bins)."""
-        energy = tf.reduce_sum(tf.square(mix_stft), axis=-1)
-        nonzero = energy > 0
-        return tf.where(nonzero, tf.sqrt(tf.where(nonzero, energy, tf.ones_like(energy))), 0.0)
+        return _safe_sqrt(tf.reduce_sum(tf.square(mix_stft), axis=-1))
+
+    @staticmethod
+    def magnitude_from_complex(spec):
+        """:meth:`mix_magnitude` of a complex STFT, bit for bit, without stacking real and
+        imaginary parts (the training features)."""
+        return _safe_sqrt(tf.square(tf.math.real(spec)) + tf.square(tf.math.imag(spec)))
 
     def separate_stft(self, mix_stft, training=False):
         """``(batch, nb_stems, nb_channels, nb_frames, nb_bins, 2)`` stem STFTs (targets, then the
@@ -240,7 +305,7 @@ class OpenUnmixSeparator(keras.Model):
         return self.wiener(estimates, mix_stft)
 
     @property
-    def stems(self):
+    def wiener_stems(self):
         """Every stem the Wiener filter produces: the targets, then ``"residual"`` if enabled."""
         return self.targets + (["residual"] if self.residual else [])
 
@@ -262,11 +327,11 @@ class OpenUnmixSeparator(keras.Model):
             "core": keras.Model(inputs, outputs, name="openunmix_core"),
             "core_layout": "stft",
             "core_output": "stft",
-            "targets": self.stems,
+            "targets": self.wiener_stems,
         }
 
     def call(self, waveform, training=False):
-        stems = self.stems
+        stems = self.wiener_stems
         spec = self.separate_stft(self.stft(waveform), training=training)
         outputs = {}
         for t in self.output_targets:  # sequentially, as above
@@ -296,6 +361,12 @@ class OpenUnmixSeparator(keras.Model):
         return config
 
 
+def _safe_sqrt(energy):
+    """``sqrt(energy)`` with a zero gradient where ``energy`` is 0."""
+    nonzero = energy > 0
+    return tf.where(nonzero, tf.sqrt(tf.where(nonzero, energy, tf.ones_like(energy))), 0.0)
+
+
 class _SeparateSTFT(keras.layers.Layer):
     """Export helper (not serialised): a separator's :meth:`OpenUnmixSeparator.separate_stft` as
     one layer returning ``{stem: (batch, nb_channels, nb_frames, nb_bins, 2)}``."""
@@ -306,7 +377,7 @@ class _SeparateSTFT(keras.layers.Layer):
 
     def call(self, mix_stft):
         spec = self.separator.separate_stft(mix_stft, training=False)
-        return {stem: spec[:, j] for j, stem in enumerate(self.separator.stems)}
+        return {stem: spec[:, j] for j, stem in enumerate(self.separator.wiener_stems)}
 
     def compute_output_shape(self, input_shape):
-        return {stem: tuple(input_shape) for stem in self.separator.stems}
+        return {stem: tuple(input_shape) for stem in self.separator.wiener_stems}

@@ -13,6 +13,7 @@ from kerasep.backend import keras, tf
 from kerasep.layers.masks import ApplyMask, RatioMask
 from kerasep.layers.stft import ISTFT, STFT, Magnitude
 from kerasep.layers.unet_blocks import ACTIVATIONS, unet_branch
+from kerasep.models.separator import ChunkPolicy, Separator, TrainingFace, float32_twin
 
 
 def build_unet_core(
@@ -66,7 +67,7 @@ def build_unet_core(
 
 
 @keras.saving.register_keras_serializable(package="kerasep")
-class UNetSeparator(keras.Model):
+class UNetSeparator(Separator):
     """Waveform → stems with a Spleeter-style U-Net.
 
     Args:
@@ -92,9 +93,8 @@ class UNetSeparator(keras.Model):
 
     Attributes:
         core: the spectrogram model (:func:`build_unet_core`), what ``model.fit`` trains.
-        chunk_alignment, chunk_context: samples per patch (``T * hop_length``). Chunks whose
-            borders are multiples of it, processed with one patch of context each side, give
-            exactly the whole-file output (the U-Net sees the same patches).
+        chunking: streamed on the patch grid (``T * hop_length`` samples per patch): the U-Net
+            sees the same patches as in whole-file processing, so chunked output is exact.
     """
 
     def __init__(
@@ -161,15 +161,62 @@ class UNetSeparator(keras.Model):
             else None
         )
 
-    @property
-    def chunk_alignment(self):
-        """Chunk borders must be multiples of this many samples (one patch, ``T * hop_length``)."""
-        return self.T * self.hop_length
+    # === Separator contract ===
 
     @property
-    def chunk_context(self):
-        """Samples of context each side of a chunk that make chunked output exact (one patch)."""
-        return self.T * self.hop_length
+    def stems(self):
+        return list(self.output_targets)
+
+    @property
+    def chunking(self):
+        """Streamed on the patch grid; one patch (``T * hop_length`` samples) of context makes
+        exact chunks for runners that call the whole model on chunks (the ONNX runner)."""
+        patch = self.T * self.hop_length
+        return ChunkPolicy("patch_grid", alignment=patch, context=patch, n_fft=self.n_fft,
+                           hop_length=self.hop_length, patch_frames=self.T)
+
+    def training_face(self):
+        """The U-Net core on ``T``-frame magnitude patches of every target, Spleeter's L1 loss."""
+        stft = float32_twin(self.stft)
+
+        def patches(waveform):
+            return self.to_patches(tf.abs(stft.complex(waveform)))
+
+        def featurize(mix, ys):
+            return patches(mix), {t: patches(ys[t]) for t in self.targets}
+
+        return TrainingFace(self.core, featurize, list(self.targets), "spectrogram_l1")
+
+    def export_spec(self):
+        """STFT → magnitude patches → core → ratio masks → inverse STFT (:mod:`kerasep.export.spec`)."""
+        return {
+            "kind": "spectral",
+            "n_fft": self.n_fft,
+            "hop_length": self.hop_length,
+            "padding": "spleeter",
+            "pad_mode": "constant",
+            "nb_bins": self.F,
+            "mask_extension": self.mask_extension,
+            "power": 1.0,
+            "core": self.core,
+            "core_layout": "patches",
+            "patch_frames": self.T,
+            "core_output": "magnitude",
+            "separation_exponent": self.separation_exponent,
+            "eps": self.eps,
+        }
+
+    def stream_block(self, segment):
+        """``segment (1, nb_channels, (nb_frames - 1) * hop_length + n_fft)`` → ``{stem:
+        overlap-added windowed frames}``, not yet divided by the window envelope. The frames are
+        unpadded ("valid") so that consecutive blocks of frames sum to the whole-file overlap-add
+        (:func:`kerasep.inference.separate_array` streams the patch grid with it)."""
+        # built per trace (weightless), not a tracked sublayer: saved models keep their layout
+        block_stft = STFT(self.n_fft, self.hop_length, padding="valid",
+                          nb_bins=self.F if self.mask_extension == "zeros" else None, name="block_stft")
+        spec = block_stft(segment)  # (1, nb_channels, nb_frames, nb_bins, 2)
+        masks = self.estimate_masks(spec, training=False)
+        return {t: self.istft.overlap_add(self.apply_mask(spec, masks[t])) for t in self.stems}
 
     def build(self, input_shape=None):
         self.core.build((None, self.T, self.F, self.nb_channels))
