@@ -5,35 +5,25 @@ each model's architecture, weights (sha256-pinned) and licence.
 """
 from pathlib import Path
 
+from kerasep.zoo import registry
 from kerasep.zoo.registry import MODELS, available, get
 from kerasep.zoo.weights import WeightsError, resolve
 
-__all__ = ["available", "load", "build", "info", "WeightsError", "MODELS"]
+__all__ = ["available", "load", "build", "load_weights", "info", "WeightsError", "MODELS"]
 
 
 def build(name_or_config, family=None):
-    """An un-trained model from a zoo name or a ``(family, config)`` pair (no weights)."""
+    """An un-trained, built separator from a zoo name or a ``(config, family)`` pair (no weights).
+
+    Raises:
+        KeyError: unknown zoo name. ValueError: unknown family (the message lists them).
+    """
     if isinstance(name_or_config, str):
         entry = get(name_or_config)
         family, config = entry["family"], entry["config"]
     else:
         config = dict(name_or_config)
-    if family == "unet":
-        from kerasep.models.unet import UNetSeparator
-
-        model = UNetSeparator(**config)
-    elif family == "demucs":
-        from kerasep.models.demucs import Demucs
-
-        model = Demucs(**config)
-    elif family == "openunmix":
-        from kerasep.models.openunmix import OpenUnmixSeparator
-
-        model = OpenUnmixSeparator(**config)
-    else:
-        raise ValueError(
-            f"unknown model family {family!r}; expected one of ['unet', 'demucs', 'openunmix']"
-        )
+    model = registry.family_class(family)(**config)
     model.build((None, model.nb_channels, None))
     return model
 
@@ -43,25 +33,12 @@ def info(name):
     return get(name)
 
 
-def _load_weights(model, source_key, folder):
-    from kerasep.zoo.registry import weight_source
-
-    spec = weight_source(source_key)
-    if spec["format"] == "spleeter-tf1":
-        from kerasep.zoo.converters import spleeter
-
-        spleeter.convert_weights(model, spleeter.read_checkpoint(Path(folder) / spec["checkpoint"]))
-    elif spec["format"] == "demucs-th":
-        from kerasep.zoo.converters import demucs
-
-        package = demucs.read_checkpoint(Path(folder) / next(iter(spec["files"])))
-        demucs.convert_weights(model, package["state"])
-    elif spec["format"] == "openunmix-pth":
-        from kerasep.zoo.converters import openunmix
-
-        openunmix.convert_weights(model, folder)  # {target}-{hash}.pth, tensors only
-    else:  # pragma: no cover - registry and converters grow together
-        raise ValueError(f"no converter for weight format {spec['format']!r}")
+def load_weights(model, source_key, folder):
+    """Assign the weight source ``source_key``'s verified files in ``folder`` to ``model`` with
+    the converter its format names (``registry.WEIGHT_FORMATS``)."""
+    source = registry.weight_source(source_key)
+    registry.converter(source["format"])(model, folder, source)
+    return model
 
 
 def load(name, weights=None, download=True):
@@ -97,6 +74,6 @@ def load(name, weights=None, download=True):
     entry = get(name)
     folder = resolve(entry["weights"], path=weights, download=download)
     model = build(name)
-    _load_weights(model, entry["weights"], folder)
+    load_weights(model, entry["weights"], folder)
     model.zoo_name = name
     return model

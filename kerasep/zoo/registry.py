@@ -1,9 +1,47 @@
-"""The zoo's single name table: model name → family, architecture config, weights, card facts.
+"""The zoo's single source of truth: model families, weight formats, and the name table (model
+name → family, architecture config, weights, card facts).
 
 ``zoo/<name>/config.json`` at the repository root mirrors each entry (a test checks they are
-equal); everything else (CLI lists, model cards, loaders) reads from here.
+equal); everything else (CLI lists, model cards, loaders, training's model builder) reads from
+here. A new family adds one line to :data:`FAMILIES`; a new checkpoint format one line to
+:data:`WEIGHT_FORMATS`.
 """
 import copy
+import importlib
+
+#: Model families: family name → ``"module:Class"`` of its :class:`kerasep.models.Separator`.
+FAMILIES = {
+    "unet": "kerasep.models.unet:UNetSeparator",
+    "openunmix": "kerasep.models.openunmix:OpenUnmixSeparator",
+    "demucs": "kerasep.models.demucs:Demucs",
+}
+
+#: Weight formats: format → ``"module:function"`` converter. Every converter has the signature
+#: ``convert(model, folder, source)``: it reads the files of the weight source ``source`` (a
+#: :data:`WEIGHT_SOURCES` entry) from the verified ``folder`` and assigns them to ``model``,
+#: raising ``ValueError`` naming the variable on any missing tensor or shape mismatch.
+WEIGHT_FORMATS = {
+    "spleeter-tf1": "kerasep.zoo.converters.spleeter:convert",
+    "demucs-th": "kerasep.zoo.converters.demucs:convert",
+    "openunmix-pth": "kerasep.zoo.converters.openunmix:convert",
+}
+
+
+def _resolve(table, key, what):
+    if key not in table:
+        raise ValueError(f"unknown {what} {key!r}; expected one of {sorted(table)}")
+    module, name = table[key].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def family_class(family):
+    """The :class:`~kerasep.models.Separator` subclass of ``family`` (ValueError if unknown)."""
+    return _resolve(FAMILIES, family, "model family")
+
+
+def converter(weight_format):
+    """The converter ``convert(model, folder, source)`` of ``weight_format``."""
+    return _resolve(WEIGHT_FORMATS, weight_format, "weight format")
 
 #: Pretrained weight files and where to fetch them. Every file is sha256-pinned.
 WEIGHT_SOURCES = {
@@ -230,6 +268,15 @@ def get(name):
             "or a path to a trained '.keras' model file."
         )
     return copy.deepcopy(MODELS[name])
+
+
+def stems(name):
+    """The stems the zoo model ``name`` returns (its separator's ``stems``), read from its
+    config without building it: ``output_targets``, else the targets (plus ``"residual"`` for
+    an Open-Unmix with ``residual``)."""
+    config = get(name)["config"]
+    return list(config.get("output_targets") or
+                list(config["targets"]) + (["residual"] if config.get("residual") else []))
 
 
 def weight_source(key):

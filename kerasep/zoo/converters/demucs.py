@@ -409,6 +409,13 @@ def convert_weights(model, state):
     return model
 
 
+def convert(model, folder, source):
+    """The zoo's converter (``registry.WEIGHT_FORMATS["demucs-th"]``): the checkpoint file of
+    ``source["files"]`` in ``folder`` (read without executing pickled code) into ``model``."""
+    package = read_checkpoint(Path(folder) / next(iter(source["files"])))
+    return convert_weights(model, package["state"])
+
+
 def load_checkpoint(path, trust=False, **overrides):
     """Build a :class:`~kerasep.models.Demucs` from a demucs checkpoint and load its weights.
 
@@ -426,6 +433,6 @@ def load_checkpoint(path, trust=False, **overrides):
 
 
 __all__ = [
-    "read_checkpoint", "convert_config", "infer_config", "convert_weights", "load_checkpoint",
+    "convert", "read_checkpoint", "convert_config", "infer_config", "convert_weights", "load_checkpoint",
     "variable_mapping", "UntrustedCheckpointError", "SUPPORTED_CLASSES", "DEMUCS_SOURCES",
 ]

@@ -211,6 +211,12 @@ def convert_target_weights(model, state):
         )
 
 
+def convert(model, folder, source):
+    """The zoo's converter (``registry.WEIGHT_FORMATS["openunmix-pth"]``): the
+    ``{target}-{hash}.pth`` files of ``folder`` (tensors only) into ``model``."""
+    return convert_weights(model, folder)
+
+
 def convert_weights(model, source):
     """Load openunmix weights into an :class:`~kerasep.models.OpenUnmixSeparator`.
 

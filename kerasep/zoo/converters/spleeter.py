@@ -20,6 +20,8 @@ Spleeter variable                                      kerasep layer (target ``t
 identical (TF ``HWIO``; transposed convolutions ``HW-out-in``), so tensors are copied unchanged;
 every shape is checked and every variable must be used exactly once.
 """
+from pathlib import Path
+
 from kerasep.backend import tf
 
 BN_VARIABLES = ("gamma", "beta", "moving_mean", "moving_variance")
@@ -69,6 +71,12 @@ def _keras_weight(layer, name):
     raise KeyError(f"layer {layer.name!r} has no weight {name!r}")
 
 
+def convert(model, folder, source):
+    """The zoo's converter (``registry.WEIGHT_FORMATS["spleeter-tf1"]``): the TF1 checkpoint
+    ``source["checkpoint"]`` in ``folder`` into ``model``."""
+    return convert_weights(model, read_checkpoint(Path(folder) / source["checkpoint"]))
+
+
 def convert_weights(model, tensors):
     """Copy Spleeter ``tensors`` (``{name: array}``, see :func:`read_checkpoint`) into ``model``.
 
@@ -80,8 +88,12 @@ def convert_weights(model, tensors):
     Raises:
         ValueError: a variable is missing, left over, or has another shape than the model's.
     """
-    core = getattr(model, "core", model)
-    targets = list(core.output_names) if not hasattr(model, "targets") else model.targets
+    from kerasep.models.unet import UNetSeparator
+
+    if isinstance(model, UNetSeparator):
+        core, targets = model.core, list(model.targets)
+    else:  # the spectrogram core itself (build_unet_core)
+        core, targets = model, list(model.output_names)
     depth = sum(1 for l in core.layers if l.name.startswith(f"{targets[0]}_enc") and l.name.endswith("_conv"))
     mapping = variable_mapping(targets, depth)
     missing = sorted(set(mapping) - set(tensors))
