@@ -20,17 +20,20 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["kerasep", "kerasep.*"]),
     package_data={"kerasep": ["zoo/*.json"]},
+    # Upper bounds: kerasep patches internals of keras (multi-worker fit, kerasep/train/patches.py)
+    # and of tf2onnx/numpy (kerasep/export/onnx/bridge.py), each guarded by the versions it was
+    # written and tested for; an upgrade past them must fail in a test, not in a user's run.
     install_requires=[
         "tensorflow>=2.16,<3",
-        "keras>=3.0",
-        "numpy",
+        "keras>=3.15,<3.16",
+        "numpy<3",
         "scipy",
         "soundfile>=0.12",
         "tqdm",
     ],
     extras_require={
         # onnxconverter-common: float16 exports only
-        "onnx": ["tf2onnx", "onnx", "onnxruntime", "onnxconverter-common"],
+        "onnx": ["tf2onnx>=1.17,<1.18", "onnx", "onnxruntime", "onnxconverter-common"],
         "gpu": ["onnxruntime-gpu"],
         "musdb": ["musdb", "museval", "stempeg", "matplotlib"],
         # training logs (keras.callbacks.TensorBoard writes through it)
@@ -42,7 +45,7 @@ setup(
             "musdb",
             "museval",
             "stempeg",
-            "tf2onnx",
+            "tf2onnx>=1.17,<1.18",
             "onnx",
             "onnxruntime",
             "onnxconverter-common",
