@@ -16,7 +16,7 @@ OPSET = 17
 def weights_sha256(model):
     """sha256 of the weights: the registry's source files for a zoo model (``{file: sha256}``),
     else of the model's variables (one digest over every weight array, in order)."""
-    name = getattr(model, "zoo_name", None)
+    name = model.zoo_name  # Separator contract: set by kerasep.zoo.load
     if name:
         from kerasep.zoo import registry
 
@@ -36,7 +36,7 @@ def metadata(model, spec, precision="float32"):
     meta = {
         "kerasep.version": kerasep.__version__,
         "kerasep.family": spec["family"],
-        "kerasep.model": getattr(model, "zoo_name", None) or model.name,
+        "kerasep.model": model.zoo_name or model.name,
         "kerasep.sample_rate": str(spec["sample_rate"]),
         "kerasep.nb_channels": str(spec["nb_channels"]),
         "kerasep.targets": json.dumps(spec["output_targets"]),
