@@ -31,4 +31,4 @@ print("tensorflow", tf.__version__, "| tensorflow-io probe:", ok, why)
 if not ok:
     raise SystemExit(f"tensorflow-io should load with TensorFlow {tf.__version__}: {why}")
 PY
-"$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/test_data_tfio.py
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/datasets/test_data_tfio.py

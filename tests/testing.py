@@ -1,7 +1,51 @@
-"""Shared test helpers (keras-hub's run_layer_test habit)."""
+"""Shared test helpers (keras-hub's run_layer_test habit), tiny models and known-answer
+separators several test folders use, and the repository's paths. Test modules import from here
+(``from testing import ...``; pytest puts this folder on ``sys.path`` for ``conftest.py``), never
+from one another."""
+from pathlib import Path
+
 import numpy as np
 
 from kerasep.backend import keras
+from kerasep.models import ChunkPolicy, Separator, UNetSeparator
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --- tiny models and known-answer separators ----------------------------------------------------
+
+TINY_UNET = dict(
+    targets=["vocals", "drums", "rest"],
+    n_fft=256,
+    hop_length=64,
+    T=64,
+    F=64,
+    conv_n_filters=[4, 4, 8, 8, 8, 8],
+)
+
+
+def tiny_unet(**overrides):
+    """A built 3-target U-Net (``TINY_UNET``) small enough for unit tests."""
+    model = UNetSeparator(**dict(TINY_UNET, **overrides))
+    model.build((None, 2, None))
+    return model
+
+
+class ScaledSeparator(Separator):
+    """Target ``i`` is the mixture times ``(i + 1) / 10``: every separation result is known
+    exactly. The contract's default chunking (context + cross-fade)."""
+
+    targets = ["drums", "bass", "other", "vocals"]
+    nb_channels, sample_rate = 2, 44100
+
+    def call(self, x, training=False):
+        return {t: x * (i + 1) / 10.0 for i, t in enumerate(self.targets)}
+
+
+class SegmentedSeparator(ScaledSeparator):
+    """:class:`ScaledSeparator` chunked like Demucs: 1 s segments overlapping by 25 %."""
+
+    chunking = ChunkPolicy("segment", segment_seconds=1.0, overlap=0.25)
 
 
 def run_layer_serialization_test(layer, *call_args, **call_kwargs):
@@ -47,11 +91,9 @@ def run_separator_test(model, mix, tmp_path, chunk_seconds, family=None, exact_a
     reports, name a known weight format, and mirror ``zoo/<name>/config.json``.
     """
     import json
-    from pathlib import Path
 
     from kerasep import export, inference, zoo
     from kerasep.backend import tf
-    from kerasep.models import ChunkPolicy, Separator
     from kerasep.zoo import registry
 
     # --- the contract ---------------------------------------------------------------------
@@ -119,7 +161,7 @@ def run_separator_test(model, mix, tmp_path, chunk_seconds, family=None, exact_a
     if family is not None:
         assert family in registry.FAMILIES
         assert registry.family_class(family) is type(model)
-        zoo_dir = Path(__file__).resolve().parents[1] / "zoo"
+        zoo_dir = REPO / "zoo"
         for name in registry.available():
             entry = registry.MODELS[name]
             if entry["family"] != family:

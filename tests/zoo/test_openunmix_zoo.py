@@ -7,7 +7,7 @@ import pytest
 
 from kerasep import zoo
 from kerasep.zoo import registry
-from tests.reference.openunmix_ref import random_openunmix
+from reference.openunmix_ref import random_openunmix
 
 
 def test_registry_entries():
@@ -46,7 +46,7 @@ def test_load_from_user_folder_matches_openunmix(tmp_path, monkeypatch):
     pinned by their own sha256 prefixes (as upstream pins its files), then zoo.load."""
     import torch
 
-    from tests.reference.openunmix_ref import import_openunmix
+    from reference.openunmix_ref import import_openunmix
 
     model_mod, _ = import_openunmix()
     monkeypatch.setenv("KERASEP_HOME", str(tmp_path / "home"))

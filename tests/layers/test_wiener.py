@@ -3,7 +3,7 @@ import pytest
 
 from kerasep.backend import tf
 from kerasep.layers.wiener import WienerFilter, wiener
-from tests.reference.openunmix_ref import import_openunmix
+from reference.openunmix_ref import import_openunmix
 from tests.testing import run_layer_serialization_test
 
 

@@ -2,13 +2,14 @@
 card exists, names the licence and lists the weight checksums the registry pins."""
 import json
 import re
-from pathlib import Path
 
 import pytest
 
 from kerasep.zoo import registry
 
-ZOO = Path(__file__).resolve().parents[1] / "zoo"
+from testing import REPO
+
+ZOO = REPO / "zoo"
 ENTRY_KEYS = {"family", "config", "weights", "license", "description"}
 
 

@@ -11,7 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from conftest import MUSDB_HQ_ROOT, REPO, TRACK
+from conftest import MUSDB_HQ_ROOT, TRACK
+from testing import REPO
 
 ZOO = REPO / "zoo"
 MIXTURE_WAV = MUSDB_HQ_ROOT / "test" / TRACK / "mixture.wav"

@@ -11,6 +11,7 @@ from kerasep.diskaudio import DiskArray, decode_to_disk, resample_to_disk
 from kerasep.inference import separate_array
 
 from conftest import MIXTURE_MONO_MP3, MIXTURE_MP3, MUSDB_HQ_ROOT, MUSDB_ROOT, TRACK
+from testing import ScaledSeparator, SegmentedSeparator, tiny_unet
 
 
 def test_disk_array_slices(tmp_path):
@@ -83,36 +84,10 @@ def test_save_blocks_is_save_and_atomic(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["a.flac", "b.flac"]
 
 
-def _scaled():
-    """A separator with the contract's default chunking: context + cross-fade."""
-    from kerasep.models import Separator
-
-    class Scaled(Separator):
-        targets = ["vocals", "drums", "bass", "other"]
-        nb_channels, sample_rate = 2, 44100
-
-        def call(self, x, training=False):
-            return {t: x * (i + 1) / 10.0 for i, t in enumerate(self.targets)}
-
-    return Scaled()
-
-
-def _tiny_unet():
-    from test_unet_model import tiny_model
-
-    return tiny_model()
-
-
-def _segmented():
-    from test_demucs import IdentitySeparator
-
-    return IdentitySeparator()
-
-
 @pytest.mark.parametrize("make, kwargs", [
-    (_tiny_unet, dict(chunk_seconds=0.5)),                       # Spleeter patch grid
-    (_scaled, dict(chunk_seconds=1.0, context_seconds=0.2)),     # context + cross-fade
-    (_segmented, dict(shifts=2, seed=3, two_stems="vocals")),    # segments, shifts, two stems
+    (tiny_unet, dict(chunk_seconds=0.5)),                        # Spleeter patch grid
+    (ScaledSeparator, dict(chunk_seconds=1.0, context_seconds=0.2)),  # context + cross-fade
+    (SegmentedSeparator, dict(shifts=2, seed=3, two_stems="vocals")),  # segments, shifts, two stems
 ], ids=["patch-grid", "crossfade", "segments-shifts-two-stems"])
 def test_disk_backed_separation_equals_in_memory(make, kwargs, tmp_path):
     model = make()

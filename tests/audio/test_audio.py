@@ -13,10 +13,8 @@ import soundfile
 from kerasep import audio as kaudio
 from kerasep.audio import AudioError
 
-
-def shared_data() -> Path:
-    """The read-only real-audio fixtures (``../shared/data`` from the repository root)."""
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from conftest import SHARED_DATA
+from testing import REPO
 
 
 TRACK = "The Easton Ellises - Falcon 69"
@@ -32,7 +30,7 @@ needs_ffmpeg = pytest.mark.skipif(
 
 
 def fixture(relative) -> Path:
-    path = shared_data() / relative
+    path = SHARED_DATA / relative
     if not path.exists():
         pytest.skip(f"real-audio fixture missing: {path}")
     return path
@@ -69,8 +67,7 @@ def hq_mixture():
 
 def test_module_does_not_import_tensorflow():
     code = "import sys, kerasep.audio; sys.exit('tensorflow' in sys.modules)"
-    repo = Path(__file__).resolve().parents[1]
-    assert subprocess.run([sys.executable, "-c", code], cwd=repo).returncode == 0
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
 
 
 def test_load_stereo_mp3():

@@ -5,7 +5,7 @@ import scipy.signal
 from kerasep import audio
 from kerasep.layers import ISTFT, STFT, ApplyMask, Magnitude, RatioMask
 from kerasep.layers.stft import nb_frames
-from tests.conftest import MIXTURE_MP3
+from conftest import MIXTURE_MP3
 from tests.testing import run_layer_serialization_test
 
 

@@ -8,7 +8,7 @@ from kerasep.backend import keras, tf
 from kerasep.models import OpenUnmixSeparator, build_openunmix
 from kerasep.models.openunmix import bandwidth_to_max_bin
 from kerasep.zoo.converters import openunmix as convert
-from tests.reference.openunmix_ref import import_openunmix, random_openunmix
+from reference.openunmix_ref import import_openunmix, random_openunmix
 
 TINY = dict(nb_channels=2, n_fft=256, hop_length=64, hidden_size=16, nb_layers=2, max_bin=100)
 TARGETS = ["vocals", "drums"]

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import MUSDB_HQ_ROOT, MUSDB_ROOT, MIXTURE_MP3, REPO
+from conftest import MUSDB_HQ_ROOT, MUSDB_ROOT, MIXTURE_MP3
+from testing import REPO
 
 GROUPS = {"vocals": ["vocals"], "accompaniment": ["drums", "bass", "other"]}
 SMALL_UNET = {"family": "unet", "config": {"targets": ["vocals", "accompaniment"], "n_fft": 512, "hop_length": 128,

@@ -7,8 +7,8 @@ import soundfile as sf
 from kerasep.backend import tf
 from kerasep.models import OpenUnmixSeparator
 from kerasep.zoo.converters import openunmix as convert
-from tests.conftest import MUSDB_HQ_ROOT, TRACK
-from tests.reference.openunmix_ref import import_openunmix, random_openunmix
+from conftest import MUSDB_HQ_ROOT, TRACK
+from reference.openunmix_ref import import_openunmix, random_openunmix
 
 TARGETS = ["vocals", "drums", "bass", "other"]
 

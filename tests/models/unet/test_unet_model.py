@@ -4,20 +4,7 @@ import pytest
 from kerasep.backend import keras, tf
 from kerasep.models import UNetSeparator, build_unet_core
 
-TINY = dict(
-    targets=["vocals", "drums", "rest"],
-    n_fft=256,
-    hop_length=64,
-    T=64,
-    F=64,
-    conv_n_filters=[4, 4, 8, 8, 8, 8],
-)
-
-
-def tiny_model(**overrides):
-    model = UNetSeparator(**dict(TINY, **overrides))
-    model.build((None, 2, None))
-    return model
+from testing import TINY_UNET, tiny_unet
 
 
 def test_core_shapes_and_names():
@@ -54,10 +41,10 @@ def test_core_validates_arguments(kwargs, match):
 
 @pytest.mark.parametrize("length", [1, 1000, 64 * 64 * 3 + 17])
 def test_separator_any_length_and_masks_sum_to_mixture(length):
-    model = tiny_model()
+    model = tiny_unet()
     x = np.random.RandomState(length).randn(2, 2, length).astype("float32") * 0.1
     out = model(x)
-    assert set(out) == set(TINY["targets"])
+    assert set(out) == set(TINY_UNET["targets"])
     for y in out.values():
         assert y.shape == (2, 2, length)
     # ratio masks sum to one, the bins above F are zeroed: the stems add up to the mixture
@@ -70,15 +57,15 @@ def test_separator_any_length_and_masks_sum_to_mixture(length):
 
 
 def test_output_targets_subset():
-    model = tiny_model(output_targets=["drums"])
+    model = tiny_unet(output_targets=["drums"])
     out = model(np.zeros((1, 2, 500), "float32"))
     assert list(out) == ["drums"]
     with pytest.raises(ValueError, match="output_targets"):
-        tiny_model(output_targets=["bass"])
+        tiny_unet(output_targets=["bass"])
 
 
 def test_config_round_trip_and_keras_file(tmp_path):
-    model = tiny_model(mask_extension="average", separation_exponent=1.0)
+    model = tiny_unet(mask_extension="average", separation_exponent=1.0)
     x = np.random.RandomState(0).randn(1, 2, 4000).astype("float32")
     ref = model(x)
     clone = UNetSeparator.from_config(model.get_config())
@@ -90,17 +77,17 @@ def test_config_round_trip_and_keras_file(tmp_path):
     restored = zoo.load(str(path))
     assert isinstance(restored, UNetSeparator)
     out = restored(x)
-    for t in TINY["targets"]:
+    for t in TINY_UNET["targets"]:
         np.testing.assert_allclose(np.asarray(out[t]), np.asarray(ref[t]), atol=1e-6)
 
 
 def test_core_trains_with_fit():
-    model = tiny_model()
+    model = tiny_unet()
     core = model.core
     rng = np.random.RandomState(0)
     mix = np.abs(rng.randn(8, 64, 64, 2)).astype("float32")
-    targets = {t: mix * (i + 1) / 6.0 for i, t in enumerate(TINY["targets"])}
-    core.compile(optimizer=keras.optimizers.Adam(1e-3), loss={t: "mae" for t in TINY["targets"]})
+    targets = {t: mix * (i + 1) / 6.0 for i, t in enumerate(TINY_UNET["targets"])}
+    core.compile(optimizer=keras.optimizers.Adam(1e-3), loss={t: "mae" for t in TINY_UNET["targets"]})
     before = core.evaluate(mix, targets, verbose=0)
     core.fit(tf.data.Dataset.from_tensor_slices((mix, targets)).batch(4), epochs=3, verbose=0)
     after = core.evaluate(mix, targets, verbose=0)

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import MUSDB_HQ_ROOT, REPO, TRACK
+from conftest import MUSDB_HQ_ROOT, TRACK
+from testing import REPO
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("tf2onnx")
