@@ -11,6 +11,15 @@ from kerasep.models import ChunkPolicy, Separator, UNetSeparator
 
 REPO = Path(__file__).resolve().parents[1]
 
+# --- real audio (tests/data/README.md) ----------------------------------------------------------
+# committed: Spleeter's example song, 10.9 s, 44.1 kHz (CC BY 3.0, attribution required)
+MIXTURE_MP3 = Path(__file__).resolve().parent / "data" / "audio_example.mp3"
+MIXTURE_MONO_MP3 = MIXTURE_MP3.with_name("audio_example_mono.mp3")
+# the MUSDB18 test track excerpt in the fixtures musdb_root / musdb_hq_root (tests/conftest.py),
+# and its stems in the stream order of a .stem.mp4
+TRACK = "The Easton Ellises - Falcon 69"
+MUSDB_STEMS = ("mixture", "drums", "bass", "other", "vocals")
+
 
 # --- tiny models and known-answer separators ----------------------------------------------------
 

@@ -13,27 +13,13 @@ import soundfile
 from kerasep import audio as kaudio
 from kerasep.audio import AudioError
 
-from conftest import SHARED_DATA
-from testing import REPO
+from testing import MIXTURE_MONO_MP3, MIXTURE_MP3, REPO
 
-
-TRACK = "The Easton Ellises - Falcon 69"
-STEREO_MP3 = Path("mixtures") / "audio_example.mp3"
-MONO_MP3 = Path("mixtures") / "audio_example_mono.mp3"
-STEM_MP4 = Path("musdb18-mini") / "test" / f"{TRACK}.stem.mp4"
-HQ_DIR = Path("musdb18hq-mini") / "test" / TRACK
 
 needs_ffmpeg = pytest.mark.skipif(
     shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None,
     reason="ffmpeg/ffprobe not on the PATH",
 )
-
-
-def fixture(relative) -> Path:
-    path = SHARED_DATA / relative
-    if not path.exists():
-        pytest.skip(f"real-audio fixture missing: {path}")
-    return path
 
 
 def corr(a, b) -> float:
@@ -53,9 +39,15 @@ def dir_listing(directory: Path):
 
 
 @pytest.fixture(scope="module")
-def hq_mixture():
+def mixture_wav(musdb_hq_track):
+    """The real MUSDB18-HQ mixture.wav."""
+    return musdb_hq_track / "mixture.wav"
+
+
+@pytest.fixture(scope="module")
+def hq_mixture(mixture_wav):
     """MUSDB18-HQ mixture.wav as read by soundfile: (nb_timesteps, 2) float32."""
-    audio, rate = soundfile.read(fixture(HQ_DIR / "mixture.wav"), dtype="float32")
+    audio, rate = soundfile.read(mixture_wav, dtype="float32")
     assert rate == 44100
     return audio
 
@@ -71,7 +63,7 @@ def test_module_does_not_import_tensorflow():
 
 
 def test_load_stereo_mp3():
-    path = fixture(STEREO_MP3)
+    path = MIXTURE_MP3
     audio = kaudio.load(path)
     assert audio.dtype == np.float32
     assert audio.ndim == 2 and audio.shape[1] == 2
@@ -85,7 +77,7 @@ def test_load_stereo_mp3():
 
 
 def test_load_mono_mp3_duplicates_to_stereo():
-    path = fixture(MONO_MP3)
+    path = MIXTURE_MONO_MP3
     audio, rate = kaudio.load_with_rate(path)
     assert rate == 44100
     assert audio.shape[1] == 2 and audio.dtype == np.float32
@@ -96,36 +88,36 @@ def test_load_mono_mp3_duplicates_to_stereo():
     np.testing.assert_array_equal(native[:, 0], audio[:, 0])
 
 
-def test_load_stereo_to_mono_averages():
-    path = fixture(HQ_DIR / "mixture.wav")
+def test_load_stereo_to_mono_averages(mixture_wav):
+    path = mixture_wav
     stereo = kaudio.load(path)
     mono = kaudio.load(path, nb_channels=1)
     assert mono.shape == (stereo.shape[0], 1)
     np.testing.assert_allclose(mono[:, 0], stereo.mean(axis=1), atol=1e-7)
 
 
-def test_load_wav_is_exact(hq_mixture):
-    audio = kaudio.load(fixture(HQ_DIR / "mixture.wav"))
+def test_load_wav_is_exact(hq_mixture, mixture_wav):
+    audio = kaudio.load(mixture_wav)
     np.testing.assert_array_equal(audio, hq_mixture)
 
 
 @needs_ffmpeg
-def test_load_stem_mp4_takes_the_mixture_stream(hq_mixture):
-    audio, rate = kaudio.load_with_rate(fixture(STEM_MP4))
+def test_load_stem_mp4_takes_the_mixture_stream(hq_mixture, musdb_hq_track, musdb_stem_mp4):
+    audio, rate = kaudio.load_with_rate(musdb_stem_mp4)
     assert rate == 44100 and audio.dtype == np.float32 and audio.shape[1] == 2
     assert abs(audio.shape[0] - hq_mixture.shape[0]) < 4096
     n = min(len(audio), len(hq_mixture))
     assert corr(audio[:n], hq_mixture[:n]) > 0.99
     # stream 0 is the mixture, not one of the four stems
-    drums, _ = soundfile.read(fixture(HQ_DIR / "drums.wav"), dtype="float32")
+    drums, _ = soundfile.read(musdb_hq_track / "drums.wav", dtype="float32")
     assert corr(audio[:n], drums[:n]) < 0.9
 
 
-@pytest.mark.parametrize("relative", [STEREO_MP3, STEM_MP4, HQ_DIR / "mixture.wav"])
-def test_load_start_duration_is_a_slice_of_the_full_decode(relative):
-    if relative.suffix == ".mp4" and shutil.which("ffmpeg") is None:
+@pytest.mark.parametrize("which", ["mp3", "stem-mp4", "wav"])
+def test_load_start_duration_is_a_slice_of_the_full_decode(which, musdb_stem_mp4, mixture_wav):
+    if which == "stem-mp4" and shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg not on the PATH")
-    path = fixture(relative)
+    path = {"mp3": MIXTURE_MP3, "stem-mp4": musdb_stem_mp4, "wav": mixture_wav}[which]
     full = kaudio.load(path)
     part = kaudio.load(path, start=1.0, duration=0.5)
     assert part.shape == (22050, 2)
@@ -134,8 +126,8 @@ def test_load_start_duration_is_a_slice_of_the_full_decode(relative):
     np.testing.assert_allclose(tail, full[5 * 44100 :], atol=1e-6)
 
 
-def test_load_start_past_the_end_is_an_error():
-    path = fixture(HQ_DIR / "mixture.wav")
+def test_load_start_past_the_end_is_an_error(mixture_wav):
+    path = mixture_wav
     with pytest.raises(AudioError, match="no audio samples after start=60"):
         kaudio.load(path, start=60.0)
 
@@ -151,13 +143,13 @@ def test_load_start_past_the_end_is_an_error():
         {"duration": 0.0},
     ],
 )
-def test_load_rejects_bad_arguments(kwargs):
+def test_load_rejects_bad_arguments(kwargs, mixture_wav):
     with pytest.raises(AudioError):
-        kaudio.load(fixture(HQ_DIR / "mixture.wav"), **kwargs)
+        kaudio.load(mixture_wav, **kwargs)
 
 
 def test_load_at_22050_gives_the_right_length():
-    path = fixture(STEREO_MP3)
+    path = MIXTURE_MP3
     full, full_rate = kaudio.load_with_rate(path, sample_rate=None)
     assert full_rate == 44100
     half, rate = kaudio.load_with_rate(path, sample_rate=22050)
@@ -167,13 +159,13 @@ def test_load_at_22050_gives_the_right_length():
     assert kaudio.load(path, sample_rate=48000).shape[0] == -(-full.shape[0] * 160 // 147)
 
 
-def test_info_real_files():
-    meta = kaudio.info(fixture(HQ_DIR / "mixture.wav"))
+def test_info_real_files(mixture_wav, musdb_stem_mp4):
+    meta = kaudio.info(mixture_wav)
     assert meta["sample_rate"] == 44100 and meta["nb_channels"] == 2
-    assert meta["nb_timesteps"] == soundfile.info(str(fixture(HQ_DIR / "mixture.wav"))).frames
-    assert kaudio.info(fixture(MONO_MP3))["nb_channels"] == 1
+    assert meta["nb_timesteps"] == soundfile.info(str(mixture_wav)).frames
+    assert kaudio.info(MIXTURE_MONO_MP3)["nb_channels"] == 1
     if shutil.which("ffprobe"):
-        stem = kaudio.info(fixture(STEM_MP4))
+        stem = kaudio.info(musdb_stem_mp4)
         assert stem["sample_rate"] == 44100 and stem["nb_channels"] == 2
         assert abs(stem["duration"] - 6.08) < 0.05
 
@@ -354,7 +346,7 @@ def test_non_finite_float_wav(tmp_path, bad):
     assert "timestep 22050" in message and "t=0.500 s" in message
 
 
-def test_missing_ffmpeg_is_reported(tmp_path, monkeypatch):
+def test_missing_ffmpeg_is_reported(tmp_path, monkeypatch, mixture_wav):
     corrupt = tmp_path / "corrupt.wav"
     corrupt.write_bytes(b"RIFF" + bytes(100))
     stem = tmp_path / "song.m4a"
@@ -367,12 +359,12 @@ def test_missing_ffmpeg_is_reported(tmp_path, monkeypatch):
         kaudio.load(corrupt)
     assert str(corrupt) in str(err.value)
     # formats soundfile reads need no ffmpeg
-    assert kaudio.load(fixture(HQ_DIR / "mixture.wav")).shape[1] == 2
+    assert kaudio.load(mixture_wav).shape[1] == 2
 
 
 @needs_ffmpeg
-def test_ffmpeg_fallback_when_soundfile_fails(tmp_path, monkeypatch):
-    path = fixture(HQ_DIR / "mixture.wav")
+def test_ffmpeg_fallback_when_soundfile_fails(tmp_path, monkeypatch, mixture_wav):
+    path = mixture_wav
     expected = kaudio.load(path)
 
     def refuse(*args, **kwargs):

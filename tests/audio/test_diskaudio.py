@@ -10,8 +10,7 @@ from kerasep import audio
 from kerasep.diskaudio import DiskArray, decode_to_disk, resample_to_disk
 from kerasep.inference import separate_array
 
-from conftest import MIXTURE_MONO_MP3, MIXTURE_MP3, MUSDB_HQ_ROOT, MUSDB_ROOT, TRACK
-from testing import ScaledSeparator, SegmentedSeparator, tiny_unet
+from testing import MIXTURE_MONO_MP3, MIXTURE_MP3, ScaledSeparator, SegmentedSeparator, tiny_unet
 
 
 def test_disk_array_slices(tmp_path):
@@ -30,16 +29,16 @@ def test_disk_array_slices(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("path", [MIXTURE_MP3, MIXTURE_MONO_MP3, MUSDB_ROOT / "test" / f"{TRACK}.stem.mp4"],
-                         ids=["mp3", "mono-mp3", "stem-mp4"])
-def test_decode_to_disk_equals_load(path, tmp_path, shared_data):
+@pytest.mark.parametrize("which", ["mp3", "mono-mp3", "stem-mp4"])
+def test_decode_to_disk_equals_load(which, tmp_path, musdb_stem_mp4):
+    path = {"mp3": MIXTURE_MP3, "mono-mp3": MIXTURE_MONO_MP3, "stem-mp4": musdb_stem_mp4}[which]
     on_disk = decode_to_disk(path, tmp_path)  # more than one 2**18-timestep block
     np.testing.assert_array_equal(np.asarray(on_disk), audio.load(path))
 
 
 @pytest.mark.parametrize("rate", [22050, 48000])
-def test_decode_to_disk_resamples_block_by_block(rate, tmp_path, shared_data):
-    path = MUSDB_HQ_ROOT / "test" / TRACK / "mixture.wav"
+def test_decode_to_disk_resamples_block_by_block(rate, tmp_path, musdb_hq_track):
+    path = musdb_hq_track / "mixture.wav"
     on_disk = decode_to_disk(path, tmp_path, sample_rate=rate)
     np.testing.assert_allclose(np.asarray(on_disk), audio.load(path, sample_rate=rate), atol=1e-6)
     x = np.random.default_rng(0).standard_normal((50_001, 2)).astype(np.float32)

@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 
 from kerasep import audio, cli
-from conftest import MIXTURE_MONO_MP3, MIXTURE_MP3
+from testing import MIXTURE_MONO_MP3, MIXTURE_MP3
 
 
 def run_cli(*args):
@@ -22,7 +22,7 @@ def test_list(capsys):
 
 
 @pytest.mark.slow
-def test_separate_writes_stems_and_refuses_overwrite(unet_2stems, tmp_path, capsys, shared_data):
+def test_separate_writes_stems_and_refuses_overwrite(unet_2stems, tmp_path, capsys):
     out = tmp_path / "out"
     assert run_cli("separate", MIXTURE_MP3, MIXTURE_MONO_MP3, "-o", out, "-q", "--chunk-seconds", 5) == 0
     for name in ("audio_example", "audio_example_mono"):

@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import MUSDB_HQ_ROOT, MUSDB_ROOT, TRACK
 from kerasep import data
 from kerasep.data import DatasetError
+
+from testing import TRACK
 
 SOURCES = ["drums", "bass", "other", "vocals"]
 GROUPS = {"vocals": ["vocals"], "accompaniment": ["drums", "bass", "other"]}
@@ -26,10 +27,10 @@ def write_track(folder, name, sources, nb_timesteps=4000, rate=8000, values=None
 # --- real MUSDB18 track ---------------------------------------------------------------------
 
 
-def test_musdb_stems_and_hq_decode_identically(shared_data):
-    mp4 = data.musdb_tracks(MUSDB_ROOT, subset="test", split=None)
-    wav = data.musdb_tracks(MUSDB_HQ_ROOT, subset="test", split=None, is_wav=True)
-    folder = data.folder_tracks(MUSDB_HQ_ROOT, SOURCES, subset="test")
+def test_musdb_stems_and_hq_decode_identically(musdb_root, musdb_hq_root):
+    mp4 = data.musdb_tracks(musdb_root, subset="test", split=None)
+    wav = data.musdb_tracks(musdb_hq_root, subset="test", split=None, is_wav=True)
+    folder = data.folder_tracks(musdb_hq_root, SOURCES, subset="test")
     assert [t.name for t in mp4] == [t.name for t in wav] == [t.name for t in folder] == [TRACK]
     a, rate = mp4[0].load()
     b, _ = wav[0].load()
@@ -38,24 +39,24 @@ def test_musdb_stems_and_hq_decode_identically(shared_data):
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(a, c)
     # the pipeline's mixture (sum of the sources) is close to, not equal to, the MUSDB mixture
-    mix, _ = sf.read(MUSDB_HQ_ROOT / "test" / TRACK / "mixture.wav", dtype="float32")
+    mix, _ = sf.read(musdb_hq_root / "test" / TRACK / "mixture.wav", dtype="float32")
     snr = 10 * np.log10(np.sum(mix**2) / np.sum((a.sum(0) - mix) ** 2))
     assert 12 < snr < 20
 
 
-def test_musdb_arguments_are_checked(shared_data, tmp_path):
+def test_musdb_arguments_are_checked(musdb_root, tmp_path):
     with pytest.raises(DatasetError, match="not found"):
         data.musdb_tracks(tmp_path / "nope")
     with pytest.raises(DatasetError, match="subset folder not found"):
-        data.musdb_tracks(MUSDB_ROOT, subset="train", split="train")
+        data.musdb_tracks(musdb_root, subset="train", split="train")
     with pytest.raises(DatasetError, match="divides the 'train' subset"):
-        data.musdb_tracks(MUSDB_ROOT, subset="test", split="valid")
+        data.musdb_tracks(musdb_root, subset="test", split="valid")
     with pytest.raises(DatasetError, match="sources are"):
-        data.musdb_tracks(MUSDB_ROOT, subset="test", split=None, sources=["piano"])
+        data.musdb_tracks(musdb_root, subset="test", split=None, sources=["piano"])
 
 
-def test_training_stream_on_real_track(shared_data):
-    tracks = data.folder_tracks(MUSDB_HQ_ROOT, SOURCES, subset="test")
+def test_training_stream_on_real_track(musdb_hq_root):
+    tracks = data.folder_tracks(musdb_hq_root, SOURCES, subset="test")
     ds = data.training_dataset(tracks, GROUPS, seq_duration=0.25, samples_per_track=4, batch_size=2,
                                augmentations=[], seed=3)
     x, y = next(iter(ds))

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import MUSDB_ROOT, TRACK
+from testing import TRACK
 
 # museval 0.4.1 BSSEval v4 medians (1 s windows) for museval's "mixture as estimate" example
 # (each of the 4 sources estimated as mixture / 4, accompaniment as 0.75 x mixture) on the
@@ -14,10 +14,10 @@ PINNED_SIR = {"vocals": -5.6188, "accompaniment": 6.34573}
 
 
 @pytest.fixture(scope="module")
-def track(shared_data):
+def track(musdb_root):
     import musdb
 
-    db = musdb.DB(root=str(MUSDB_ROOT), subsets="test")
+    db = musdb.DB(root=str(musdb_root), subsets="test")
     assert [t.name for t in db.tracks] == [TRACK]
     return db.tracks[0]
 
@@ -63,7 +63,7 @@ def test_global_sdr_and_complement():
 
 
 @pytest.mark.slow
-def test_cli_evaluate_writes_json_summary_and_plot(track, tmp_path):
+def test_cli_evaluate_writes_json_summary_and_plot(musdb_root, tmp_path):
     from kerasep import cli
     from kerasep.models import UNetSeparator
 
@@ -72,7 +72,7 @@ def test_cli_evaluate_writes_json_summary_and_plot(track, tmp_path):
     path = tmp_path / "tiny.keras"
     model.save(path)
     out = tmp_path / "eval"
-    assert cli.main(["evaluate", str(path), "--musdb", str(MUSDB_ROOT), "--subset", "test", "-o", str(out)]) == 0
+    assert cli.main(["evaluate", str(path), "--musdb", str(musdb_root), "--subset", "test", "-o", str(out)]) == 0
     per_track = json.loads((out / "test" / f"{TRACK}.json").read_text())
     assert {t["name"] for t in per_track["targets"]} == {"vocals", "accompaniment"}
     assert len(per_track["targets"][0]["frames"]) == 6  # 6 s, 1 s windows

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import MUSDB_HQ_ROOT, TRACK
 from testing import REPO
 
 pytest.importorskip("onnxruntime")
@@ -25,11 +24,10 @@ def _max_diff(a, b):
 
 
 @pytest.fixture(scope="module")
-def stems(shared_data):
+def stems(musdb_hq_track):
     from kerasep import audio
 
-    folder = MUSDB_HQ_ROOT / "test" / TRACK
-    return {name: audio.load(folder / f"{name}.wav") for name in ("mixture", "vocals")}
+    return {name: audio.load(musdb_hq_track / f"{name}.wav") for name in ("mixture", "vocals")}
 
 
 @pytest.fixture(scope="module")
@@ -484,7 +482,7 @@ def test_runner_bad_inputs(tiny_onnx, tmp_path):
     assert not list(out.rglob("*.tmp"))
 
 
-def test_cli_export_and_separate_onnx(trained, tmp_path):
+def test_cli_export_and_separate_onnx(trained, tmp_path, musdb_hq_track):
     from kerasep import cli
     from kerasep.export import save_keras
 
@@ -493,7 +491,7 @@ def test_cli_export_and_separate_onnx(trained, tmp_path):
     assert cli.main(["export", keras_path, "--format", "onnx", "-o", str(onnx_path)]) == 0
     assert cli.main(["export", keras_path, "-o", str(onnx_path)]) == 1  # exists
     assert cli.main(["export", "no-such-model", "-o", str(tmp_path / "x.onnx")]) == 2
-    src = MUSDB_HQ_ROOT / "test" / TRACK / "vocals.wav"
+    src = musdb_hq_track / "vocals.wav"
     out = tmp_path / "sep"
     assert cli.main(["separate", str(src), "-m", str(onnx_path), "--backend", "onnx", "-o", str(out), "-q"]) == 0
     assert sorted(p.name for p in (out / "vocals").iterdir()) == ["accompaniment.wav", "vocals.wav"]

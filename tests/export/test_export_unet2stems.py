@@ -5,8 +5,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import MUSDB_HQ_ROOT, TRACK
-
 pytest.importorskip("onnxruntime")
 pytest.importorskip("tf2onnx")
 
@@ -22,10 +20,10 @@ def _diff(a, b):
 
 
 @pytest.fixture(scope="module")
-def mixture(shared_data):
+def mixture(musdb_hq_track):
     from kerasep import audio
 
-    return audio.load(MUSDB_HQ_ROOT / "test" / TRACK / "mixture.wav")
+    return audio.load(musdb_hq_track / "mixture.wav")
 
 
 @pytest.mark.slow

@@ -4,7 +4,7 @@ import pytest
 
 from kerasep import audio
 
-from conftest import MIXTURE_MP3
+from testing import MIXTURE_MP3
 
 
 def test_api_rejects_bad_arrays(unet_2stems):

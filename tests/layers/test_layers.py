@@ -5,12 +5,11 @@ import scipy.signal
 from kerasep import audio
 from kerasep.layers import ISTFT, STFT, ApplyMask, Magnitude, RatioMask
 from kerasep.layers.stft import nb_frames
-from conftest import MIXTURE_MP3
-from tests.testing import run_layer_serialization_test
+from testing import MIXTURE_MP3, run_layer_serialization_test
 
 
 @pytest.fixture(scope="module")
-def real_audio(shared_data):
+def real_audio():
     x = audio.load(MIXTURE_MP3)  # (nb_timesteps, 2)
     return np.ascontiguousarray(x.T[None])  # (1, 2, nb_timesteps)
 

@@ -4,7 +4,7 @@ import pytest
 from kerasep.backend import tf
 from kerasep.layers.wiener import WienerFilter, wiener
 from reference.openunmix_ref import import_openunmix
-from tests.testing import run_layer_serialization_test
+from testing import run_layer_serialization_test
 
 
 def _inputs(seed=0, batch=1, targets=3, channels=2, frames=37, bins=33):

@@ -11,12 +11,14 @@ import math
 import numpy as np
 import pytest
 
-from conftest import MUSDB_HQ_ROOT, TRACK
 from testing import REPO
 
 ZOO = REPO / "zoo"
-MIXTURE_WAV = MUSDB_HQ_ROOT / "test" / TRACK / "mixture.wav"
-SMOKE = ["--data", str(MUSDB_HQ_ROOT), "--small", "--subset", "test", "--no-split", "-q"]
+
+
+def smoke(musdb_hq_root):
+    """The recipes' arguments for a ``--small`` run on the real track."""
+    return ["--data", str(musdb_hq_root), "--small", "--subset", "test", "--no-split", "-q"]
 
 
 def recipe(name):
@@ -32,12 +34,12 @@ def history(out):
         return list(csv.DictReader(f))
 
 
-def check_separates(path, stems):
-    """``model.keras`` loads with ``kerasep.zoo.load`` and separates 2 s of the real mixture."""
+def check_separates(path, stems, mixture_wav):
+    """``model.keras`` loads with ``kerasep.zoo.load`` and separates 2 s of ``mixture_wav``."""
     from kerasep import audio, separate, zoo
 
     model = zoo.load(str(path))
-    mix = audio.load(str(MIXTURE_WAV), duration=2.0)
+    mix = audio.load(str(mixture_wav), duration=2.0)
     assert mix.shape == (88200, 2)
     out = separate(mix, model=model)
     assert list(out) == stems
@@ -81,17 +83,17 @@ def test_demucs_batch_is_per_device():
 
 
 @pytest.mark.slow
-def test_umxhq_recipe_small_run(shared_data, tmp_path):
+def test_umxhq_recipe_small_run(musdb_hq_root, musdb_hq_track, tmp_path):
     from kerasep import train as kt
 
     out = tmp_path / "umxhq"
-    assert recipe("umxhq").main(SMOKE + ["--output", str(out), "--epochs", "2"]) == 0
+    assert recipe("umxhq").main(smoke(musdb_hq_root) + ["--output", str(out), "--epochs", "2"]) == 0
     rows = history(out)
     assert [int(r["epoch"]) for r in rows] == [0, 1]
     assert all(math.isfinite(float(r["val_loss"])) for r in rows)
     for name in ("checkpoints/best.weights.h5", "backup/training_metadata.json", "input_statistics.npz"):
         assert (out / name).is_file(), name
-    model = check_separates(out / "model.keras", ["vocals", "drums", "bass", "other"])
+    model = check_separates(out / "model.keras", ["vocals", "drums", "bass", "other"], musdb_hq_track / "mixture.wav")
 
     # the same data, the same pass, on a fresh (untrained) separator
     cfg = kt.load_config(out / "train_config.json")  # the run's config loads back as a config
@@ -99,7 +101,7 @@ def test_umxhq_recipe_small_run(shared_data, tmp_path):
     adapter = kt.Adapter(fresh, "spectrogram")
     norm = fresh.target_models["vocals"].get_layer("input_norm")
     assert np.all(norm.shift.numpy() == 0) and np.all(norm.scale.numpy() == 1)  # initial values
-    train_ds, _, steps, _ = kt.make_datasets(cfg, MUSDB_HQ_ROOT, adapter)
+    train_ds, _, steps, _ = kt.make_datasets(cfg, musdb_hq_root, adapter)
     mean, std = kt.input_statistics(adapter, train_ds.take(steps))
     n = fresh.max_bin
     assert mean.shape[0] >= n and np.ptp(mean[:n]) > 0 and np.ptp(std[:n]) > 0
@@ -117,22 +119,23 @@ def test_umxhq_recipe_small_run(shared_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_demucs_recipe_small_run_and_rerun(shared_data, tmp_path):
+def test_demucs_recipe_small_run_and_rerun(musdb_hq_root, musdb_hq_track, tmp_path):
     from kerasep import train as kt
 
     mod = recipe("demucs")
     out = tmp_path / "demucs"
-    args = SMOKE + ["--is-wav", "--output", str(out), "--epochs", "2"]
+    args = smoke(musdb_hq_root) + ["--is-wav", "--output", str(out), "--epochs", "2"]
     assert mod.main(args) == 0
     rows = history(out)
     assert [int(r["epoch"]) for r in rows] == [0, 1]
     assert all(math.isfinite(float(r["val_loss"])) for r in rows)
     assert kt.resume_epoch(out / "backup") == 2
-    model = check_separates(out / "model.keras", ["drums", "bass", "other", "vocals"])
+    mixture_wav = musdb_hq_track / "mixture.wav"
+    model = check_separates(out / "model.keras", ["drums", "bass", "other", "vocals"], mixture_wav)
     assert type(model).__name__ == "Demucs" and model.channels == 4
     # the same command again resumes from the backup: both epochs are done, nothing is retrained
     best = out / "checkpoints" / "best.weights.h5"
     stamp, csv_text = best.stat().st_mtime_ns, (out / "history.csv").read_text()
     assert mod.main(args) == 0
     assert best.stat().st_mtime_ns == stamp and (out / "history.csv").read_text() == csv_text
-    check_separates(out / "model.keras", ["drums", "bass", "other", "vocals"])
+    check_separates(out / "model.keras", ["drums", "bass", "other", "vocals"], mixture_wav)

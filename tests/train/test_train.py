@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import MUSDB_HQ_ROOT, MUSDB_ROOT, MIXTURE_MP3
-from testing import REPO
+from testing import MIXTURE_MP3, REPO
 
 GROUPS = {"vocals": ["vocals"], "accompaniment": ["drums", "bass", "other"]}
 SMALL_UNET = {"family": "unet", "config": {"targets": ["vocals", "accompaniment"], "n_fft": 512, "hop_length": 128,
@@ -46,13 +45,13 @@ def env():
 
 
 @pytest.mark.slow
-def test_cli_fit_small_unet_lowers_validation_loss_and_separates(shared_data, tmp_path):
+def test_cli_fit_small_unet_lowers_validation_loss_and_separates(musdb_hq_root, tmp_path):
     from kerasep import cli, separate, train, zoo
 
     cfg = tmp_path / "unet.json"
     cfg.write_text(json.dumps(config()))
     out = tmp_path / "run"
-    assert cli.main(["train", str(cfg), "--data", str(MUSDB_HQ_ROOT), "--output", str(out), "-q"]) == 0
+    assert cli.main(["train", str(cfg), "--data", str(musdb_hq_root), "--output", str(out), "-q"]) == 0
     hist = json.loads((out / "history.json").read_text())
     assert len(hist["val_loss"]) == 3 and hist["val_loss"][-1] < hist["val_loss"][0]
     for name in ("model.keras", "checkpoints/best.weights.h5", "backup/training_metadata.json", "history.csv",
@@ -71,10 +70,10 @@ def test_cli_fit_small_unet_lowers_validation_loss_and_separates(shared_data, tm
 
 
 @pytest.mark.slow
-def test_fit_small_openunmix_lowers_validation_loss(shared_data, tmp_path):
+def test_fit_small_openunmix_lowers_validation_loss(musdb_hq_root, tmp_path):
     from kerasep import train, zoo
 
-    sep, hist = train.train(config(SMALL_UMX), MUSDB_HQ_ROOT, tmp_path / "umx", verbose=0, tensorboard=False)
+    sep, hist = train.train(config(SMALL_UMX), musdb_hq_root, tmp_path / "umx", verbose=0, tensorboard=False)
     assert hist["val_loss"][-1] < hist["val_loss"][0]
     # the input-statistics pass set input_norm from the training mixtures
     shift = sep.target_models["vocals"].get_layer("input_norm").weights
@@ -235,12 +234,12 @@ def _weights(path):
 
 
 @pytest.mark.slow
-def test_sigkill_and_resume_gives_the_same_weights(shared_data, tmp_path):
+def test_sigkill_and_resume_gives_the_same_weights(musdb_hq_root, tmp_path):
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps(config(epochs=4, samples_per_track=4)))
 
     def cmd(out):
-        return [sys.executable, "-m", "kerasep.cli", "train", str(cfg), "--data", str(MUSDB_HQ_ROOT),
+        return [sys.executable, "-m", "kerasep.cli", "train", str(cfg), "--data", str(musdb_hq_root),
                 "--output", str(out), "-q"]
 
     straight = subprocess.Popen(cmd(tmp_path / "straight"), env=env(), stdout=subprocess.DEVNULL,
@@ -310,12 +309,12 @@ def _history(stdout):
 
 
 @pytest.mark.slow
-def test_mirrored_and_multiworker_strategies_agree(shared_data, tmp_path):
+def test_mirrored_and_multiworker_strategies_agree(musdb_hq_root, tmp_path):
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps(config(epochs=1, samples_per_track=4)))
-    args = [str(cfg), str(MUSDB_HQ_ROOT)]
+    args = [str(cfg), str(musdb_hq_root)]
     # one after the other: on a loaded 2-core machine, three TensorFlow processes at once can miss
     # the coordination service's heartbeats
     mirrored = subprocess.run([sys.executable, str(script), "mirrored", *args, str(tmp_path / "m")], env=env(),

@@ -142,7 +142,7 @@ def test_zoo_names_and_bad_name():
 
 
 @pytest.mark.slow
-def test_zoo_entries_load_real_weights(spleeter_weights, shared_data):
+def test_zoo_entries_load_real_weights(spleeter_weights):
     """One real-weights test per zoo entry: outputs, converted tensors and pinned values."""
     from kerasep.backend import tf
     from kerasep.zoo.converters import spleeter

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import MUSDB_HQ_ROOT, TRACK
 from testing import REPO, SegmentedSeparator
 
 torch = pytest.importorskip("torch")  # test extra; never a runtime dependency
@@ -26,9 +25,9 @@ SMALL = dict(channels=4, depth=4)
 
 
 @pytest.fixture(scope="module")
-def mixture(shared_data):
+def mixture(musdb_hq_track):
     """The real MUSDB18 test track's mixture, (nb_timesteps, 2) float32, 44.1 kHz, 6 s."""
-    x, rate = sf.read(MUSDB_HQ_ROOT / "test" / TRACK / "mixture.wav", dtype="float32")
+    x, rate = sf.read(musdb_hq_track / "mixture.wav", dtype="float32")
     assert rate == 44100 and x.shape[1] == 2
     return x
 
@@ -387,12 +386,12 @@ def test_zoo_load_from_local_file_with_sha256_prefix(local_demucs_source, mixtur
         zoo.load("demucs-tiny-test", weights=bad, download=False)
 
 
-def test_cli_two_stems_and_shifts(local_demucs_source, tmp_path, shared_data):
+def test_cli_two_stems_and_shifts(local_demucs_source, tmp_path, musdb_hq_track):
     from kerasep.cli import main
 
     _, path = local_demucs_source
     src = tmp_path / "mix.wav"
-    x, rate = sf.read(MUSDB_HQ_ROOT / "test" / TRACK / "mixture.wav", dtype="float32")
+    x, rate = sf.read(musdb_hq_track / "mixture.wav", dtype="float32")
     sf.write(src, x[: 2 * rate], rate)
     out = tmp_path / "out"
     argv = ["separate", str(src), "-m", "demucs-tiny-test", "--weights", str(path), "-o", str(out),

