@@ -17,3 +17,24 @@ from kerasep.layers.wiener import WienerFilter, wiener
 __all__ = ["STFT", "ISTFT", "Magnitude", "RatioMask", "ApplyMask", "CropBins", "BinAffine", "WienerFilter", "wiener",
            "GLU", "BLSTM", "CenterTrim", "DemucsEncoderBlock", "DemucsDecoderBlock", "ResampleFrac",
            "Upsample2", "Downsample2"]
+
+# Hybrid Transformer Demucs (v4) blocks
+from kerasep.layers.htdemucs_blocks import (  # noqa: E402
+    DConv,
+    GroupNorm,
+    HDecoderBlock,
+    HEncoderBlock,
+    HTInverseSpectrogram,
+    HTSpectrogram,
+    LayerScale,
+    ScaledEmbedding,
+)
+from kerasep.layers.transformer_blocks import (  # noqa: E402
+    CrossAttentionEncoderLayer,
+    CrossTransformer,
+    TransformerEncoderLayer,
+)
+
+__all__ += ["DConv", "GroupNorm", "HEncoderBlock", "HDecoderBlock", "HTSpectrogram", "HTInverseSpectrogram",
+            "LayerScale", "ScaledEmbedding", "CrossTransformer", "TransformerEncoderLayer",
+            "CrossAttentionEncoderLayer"]

@@ -7,3 +7,7 @@ from kerasep.models.unet import UNetSeparator, build_unet_core
 
 __all__ = ["Separator", "ChunkPolicy", "TrainingFace", "NotASeparatorError", "check_separator",
            "UNetSeparator", "build_unet_core", "OpenUnmixSeparator", "build_openunmix", "Demucs"]
+
+from kerasep.models.htdemucs import HTDemucs  # noqa: E402
+
+__all__ += ["HTDemucs"]

@@ -14,6 +14,7 @@ FAMILIES = {
     "unet": "kerasep.models.unet:UNetSeparator",
     "openunmix": "kerasep.models.openunmix:OpenUnmixSeparator",
     "demucs": "kerasep.models.demucs:Demucs",
+    "htdemucs": "kerasep.models.htdemucs:HTDemucs",
 }
 
 #: Weight formats: format → ``"module:function"`` converter. Every converter has the signature
