@@ -53,8 +53,10 @@ class HTDemucs(Separator):
 
     Arguments follow ``demucs.htdemucs.HTDemucs`` (same names and defaults) except ``targets`` (
     demucs' ``sources``), ``nb_channels`` (``audio_channels``), ``sample_rate`` (``samplerate``)
-    and ``segment_overlap`` (inference only). The released models use the defaults with
-    ``dconv_mode=3``, ``bottom_channels=512``, ``t_dropout=0.02``, ``segment=7.8``.
+    and ``segment_overlap`` (inference only). The released models use, as far as demucs 4.1.0's
+    sources tell (``grids/mmi.py``, ``grids/mmi_ft.py``; the packages' own ``kwargs`` are read by
+    the ``.th`` converter, a later step), the defaults with ``dconv_mode=3``,
+    ``bottom_channels=512``, ``t_dropout=0.02`` and a 7.8 s segment (343980 samples).
 
     Args:
         targets: source names in output order.
