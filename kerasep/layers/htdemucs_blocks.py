@@ -485,8 +485,7 @@ class HTSpectrogram(keras.layers.Layer):
     ``3 * hop // 2 + nb_frames * hop - nb_timesteps`` on the right, transformed by
     :class:`kerasep.layers.STFT` (``padding="center"``, reflect, periodic Hann), scaled by
     ``1 / sqrt(n_fft)`` (torch's ``normalized=True``), the Nyquist bin dropped and two frames
-    dropped on each side. Reflect padding needs ``nb_timesteps > 3 * hop // 2 + ...``: the model
-    pads short inputs to its training length first.
+    dropped on each side. An input too short to reflect is zero-padded first, as demucs' ``pad1d``.
 
     Input shape: ``(batch, nb_channels, nb_timesteps)``.
     Output shape: ``(batch, nb_channels, n_fft // 2, ceil(nb_timesteps / hop), 2)``
@@ -512,7 +511,14 @@ class HTSpectrogram(keras.layers.Layer):
         length = tf.shape(x)[-1]
         frames = (length + hl - 1) // hl
         pad = hl // 2 * 3
-        x = tf.pad(x, [[0, 0], [0, 0], [pad, pad + frames * hl - length]], mode="REFLECT")
+        left, right = pad, pad + frames * hl - length
+        # demucs' pad1d: an input too short to reflect (length <= padding) is first zero-padded to
+        # one sample more than the larger padding, the zeros taken from the right padding first
+        extra = tf.maximum(0, tf.maximum(left, right) - length + 1)
+        extra_right = tf.minimum(right, extra)
+        extra_left = extra - extra_right
+        x = tf.pad(x, [[0, 0], [0, 0], [extra_left, extra_right]])
+        x = tf.pad(x, [[0, 0], [0, 0], [left - extra_left, right - extra_right]], mode="REFLECT")
         z = self.stft(x)[:, :, 2: 2 + frames]  # (batch, nb_channels, nb_frames, nb_bins, 2)
         z = z * (1.0 / math.sqrt(self.n_fft))
         return tf.transpose(z, [0, 1, 3, 2, 4])

@@ -73,7 +73,7 @@ def run_layer_serialization_test(layer, *args, **kwargs):
 
 # --- signal layers -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("length", [44100, 30001])
+@pytest.mark.parametrize("length", [44100, 30001, 700, 200])
 def test_spectrogram_matches_demucs(length):
     ref = htdemucs_ref.HTDemucs(sources=["a"], channels=8, depth=2, t_layers=0, nfft=1024)
     rng = np.random.default_rng(0)
