@@ -188,6 +188,24 @@ def test_htdemucs_matches_demucs_short_input(real_mixture):
     assert rel <= 1e-4, (max_abs, rel)
 
 
+@pytest.mark.slow
+def test_htdemucs_matches_demucs_released_size(real_mixture):
+    """The released layout at full size (48 channels, 512 bottom channels, 5 Transformer layers of
+    8 heads, 41,984,456 parameters, 7.8 s segment) on the 2 s mixture, padded to the segment."""
+    kwargs = dict(dconv_mode=3, bottom_channels=512, t_dropout=0.02, segment=7.8)
+    ref = _torch_htdemucs(**kwargs)
+    assert sum(p.numel() for p in ref.parameters()) == 41984456
+    x = np.ascontiguousarray(real_mixture.T[None])
+    with torch.no_grad():
+        expected = ref(torch.from_numpy(x)).numpy()
+    model = _ours(**kwargs)
+    convert_htdemucs_state(model, _state(ref))
+    assert model.count_params() == 41984456
+    out = model(x, training=False)
+    ours = np.stack([np.asarray(out[t]) for t in SOURCES], axis=1)
+    assert np.abs(ours - expected).max() / np.abs(expected).max() <= 1e-4
+
+
 def test_htdemucs_matches_demucs_training_mode(real_mixture):
     """Training mode runs at the input's own length (no padding to the segment), as demucs in
     ``train()``: a length that is no multiple of the hop. No dropout (``t_dropout=0``)."""
