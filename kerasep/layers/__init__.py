@@ -38,3 +38,15 @@ from kerasep.layers.transformer_blocks import (  # noqa: E402
 __all__ += ["DConv", "GroupNorm", "HEncoderBlock", "HDecoderBlock", "HTSpectrogram", "HTInverseSpectrogram",
             "LayerScale", "ScaledEmbedding", "CrossTransformer", "TransformerEncoderLayer",
             "CrossAttentionEncoderLayer"]
+
+# band-split RoFormer blocks (BS-RoFormer, Mel-Band RoFormer)
+from kerasep.layers.band_split import BandSplit, MaskEstimator, RMSNorm  # noqa: E402
+from kerasep.layers.roformer_blocks import (  # noqa: E402
+    AxialRoformer,
+    RoformerAttention,
+    RoformerFeedForward,
+    RoformerTransformer,
+)
+
+__all__ += ["RMSNorm", "BandSplit", "MaskEstimator", "AxialRoformer", "RoformerAttention", "RoformerFeedForward",
+            "RoformerTransformer"]

@@ -11,3 +11,7 @@ __all__ = ["Separator", "ChunkPolicy", "TrainingFace", "NotASeparatorError", "ch
 from kerasep.models.htdemucs import HTDemucs  # noqa: E402
 
 __all__ += ["HTDemucs"]
+
+from kerasep.models.roformer import BSRoformer, MelBandRoformer  # noqa: E402
+
+__all__ += ["BSRoformer", "MelBandRoformer"]

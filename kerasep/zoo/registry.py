@@ -15,6 +15,8 @@ FAMILIES = {
     "openunmix": "kerasep.models.openunmix:OpenUnmixSeparator",
     "demucs": "kerasep.models.demucs:Demucs",
     "htdemucs": "kerasep.models.htdemucs:HTDemucs",
+    "bs_roformer": "kerasep.models.roformer:BSRoformer",
+    "mel_band_roformer": "kerasep.models.roformer:MelBandRoformer",
 }
 
 #: Weight formats: format → ``"module:function"`` converter. Every converter has the signature
@@ -25,6 +27,7 @@ WEIGHT_FORMATS = {
     "spleeter-tf1": "kerasep.zoo.converters.spleeter:convert",
     "demucs-th": "kerasep.zoo.converters.demucs:convert",
     "openunmix-pth": "kerasep.zoo.converters.openunmix:convert",
+    "msst-roformer-ckpt": "kerasep.zoo.converters.roformer:convert",
 }
 
 
