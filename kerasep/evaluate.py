@@ -28,15 +28,53 @@ import numpy as np
 
 MUSDB_TARGETS = ("vocals", "drums", "bass", "other", "accompaniment")
 METRICS = ("SDR", "SIR", "ISR", "SAR")
+#: The files :func:`evaluate` writes at the top of its output folder (and ``<subset>/*.json``).
+RESULT_FILES = ("summary.json", "mdx_sdr.json", "sdr_per_track.png")
+
+
+def existing_results(output_dir, subset="test"):
+    """Earlier results in ``output_dir`` that :func:`evaluate` would replace: its
+    :data:`RESULT_FILES` and per-track ``<subset>/*.json`` (sorted paths)."""
+    out = Path(output_dir)
+    found = [out / name for name in RESULT_FILES if (out / name).exists()]
+    if (out / subset).is_dir():
+        found += sorted((out / subset).glob("*.json"))
+    return found
+
+
+def results_name(model):
+    """The default results folder name for ``model`` (``evaluation/<name>``): the run folder's
+    name for ``runs/NAME/model.keras`` (what ``kerasep train`` writes), else the file's stem for
+    a ``.keras``/``.th`` path, else the zoo name."""
+    path = Path(str(model))
+    if path.suffix in (".keras", ".th"):
+        if path.name == "model.keras" and path.absolute().parent.name:
+            return path.absolute().parent.name
+        return path.stem
+    return str(model)
+
+
+def _file_mode():
+    from kerasep.export.runner import current_umask
+
+    return 0o666 & ~current_umask()
 
 
 def _atomic_write(path, text):
+    """``text`` to ``path`` through a temporary file renamed into place, with the mode a plain
+    ``open`` gives (``0o666 & ~umask``, not mkstemp's 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, _file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 def global_sdr(reference, estimate, eps=1e-7):
@@ -139,6 +177,7 @@ def plot_per_track(per_track, path):
     tmp = path.with_name(f".{path.stem}.tmp.png")
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
+    os.chmod(tmp, _file_mode())
     os.replace(tmp, path)
     return path
 
@@ -155,6 +194,7 @@ def evaluate(
     plots=True,
     progress=False,
     log=print,
+    overwrite=False,
 ):
     """Separate and score a MUSDB18 subset.
 
@@ -165,6 +205,8 @@ def evaluate(
         subset, split: musdb's subset and (train subset only) official split.
         tracks: optional list of track names to evaluate (default all).
         chunk_seconds: separation chunk length (bounded memory).
+        overwrite: replace earlier results in ``output_dir``; without it they are refused
+            (FileExistsError) before any separation.
 
     Returns:
         ``{"summary": {target: {metric: dB}}, "mdx": {...}, "tracks": [names]}``.
@@ -173,6 +215,10 @@ def evaluate(
     from kerasep.data.musdb import _db
     from kerasep.inference import as_separator, separate_array
 
+    earlier = existing_results(output_dir, subset)
+    if earlier and not overwrite:
+        raise FileExistsError(f"{output_dir} holds earlier results ({', '.join(map(str, earlier[:3]))}"
+                              f"{', ...' if len(earlier) > 3 else ''}); pass overwrite=True (--overwrite) to replace them")
     model = as_separator(model)
     db = _db(musdb_root, subset, split, is_wav)
     selected = [t for t in db.tracks if tracks is None or t.name in set(tracks)]

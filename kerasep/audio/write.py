@@ -4,7 +4,12 @@ Output checks (format from the extension, subtype, rate: :data:`SAVE_FORMATS`) h
 anything touches the disk; the samples are validated as :func:`kerasep.audio.check_audio` does
 (whole arrays) or block by block (:func:`save_blocks`), then written to a temporary file beside
 the target that is fsynced and renamed onto it, so readers only ever see the old file or the
-complete new one, and an existing file is never replaced without ``overwrite=True``.
+complete new one, and an existing file is never replaced without ``overwrite=True``. The file
+gets the mode a plain ``open`` would give it (``0o666 & ~umask``).
+
+Lossy outputs (``.mp3``, ``.ogg``) take encoder settings: ``bitrate`` (mp3 only: constant
+bitrate, exact, default 320 kbit/s) or ``quality`` in [0, 1] (variable bitrate; Ogg Vorbis has
+no bitrate setting in libsndfile); the mapping is :func:`kerasep.export.runner.encoder_options`.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Optional
 import numpy as np
 import soundfile
 
+from kerasep.export.runner import OUTPUT_FORMATS, RunnerError, current_umask, encoder_options
 from kerasep.audio.validate import (
     AudioError,
     PathLike,
@@ -29,10 +35,7 @@ from kerasep.audio.validate import (
 __all__ = ["save", "save_blocks", "SAVE_FORMATS"]
 
 #: Formats :func:`save` writes: extension -> (soundfile format, allowed subtypes, default subtype).
-SAVE_FORMATS = {
-    ".wav": ("WAV", ("PCM_16", "PCM_24", "FLOAT"), "PCM_16"),
-    ".flac": ("FLAC", ("PCM_16", "PCM_24"), "PCM_16"),
-}
+SAVE_FORMATS = {f".{name}": spec for name, spec in OUTPUT_FORMATS.items()}
 
 
 
@@ -60,6 +63,14 @@ def _exists_error(path: str) -> AudioError:
         f"{path}: file already exists; pass overwrite=True (--overwrite on the command line) "
         "to replace it"
     )
+
+
+def _encoder(spath, sample_rate, bitrate, quality):
+    """soundfile's encoder keyword arguments for ``spath`` (AudioError naming the file)."""
+    try:
+        return encoder_options(os.path.splitext(spath)[1].lower()[1:], sample_rate, bitrate, quality)
+    except RunnerError as e:
+        raise AudioError(f"{spath}: {e}") from None
 
 
 def _check_output(path, subtype, sample_rate):
@@ -117,6 +128,7 @@ def _atomic_write(spath: str, fmt: str, overwrite: bool, write) -> None:
             raise AudioError(f"{spath}: could not create a temporary file in {directory}")
         write(tmp)
         _fsync_path(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())  # soundfile may have recreated it with its own mode
         if overwrite:
             os.replace(tmp, spath)
         else:
@@ -149,8 +161,10 @@ def save(
     sample_rate: int = 44100,
     subtype: Optional[str] = None,
     overwrite: bool = False,
+    bitrate=None,
+    quality: Optional[float] = None,
 ) -> str:
-    """Write a waveform to a WAV or FLAC file, atomically.
+    """Write a waveform to a WAV, FLAC, MP3 or Ogg Vorbis file, atomically.
 
     The audio is validated (:func:`check_audio`) before anything touches the disk. It is then
     written to a temporary file ``.<name>.<random>.tmp`` in the target's directory, flushed to
@@ -161,7 +175,8 @@ def save(
     Parameters
     ----------
     path : str or os.PathLike
-        Output file; the format comes from the extension (``.wav`` or ``.flac``, any case).
+        Output file; the format comes from the extension (``.wav``, ``.flac``, ``.mp3`` or
+        ``.ogg``, any case).
         Missing parent directories are created.
     audio : array_like
         ``(nb_timesteps, nb_channels)`` (1 or 2 channels) or ``(nb_timesteps,)`` floating-point
@@ -174,6 +189,10 @@ def save(
         samples to ``[-1, 1]`` (with a :class:`UserWarning` giving the count).
     overwrite : bool
         Replace ``path`` if it exists. Without it an existing file is an error.
+    bitrate : str or int or None
+        ``.mp3`` only: constant bitrate in kbit/s (``"320k"``, default 320, or ``192``...).
+    quality : float or None
+        ``.mp3``/``.ogg``: variable-bitrate quality in [0, 1], 1 best.
 
     Returns
     -------
@@ -188,8 +207,9 @@ def save(
         False, or writing fails (the cause is chained).
     """
     spath, fmt, subtype, sample_rate = _check_output(path, subtype, sample_rate)
+    options = _encoder(spath, sample_rate, bitrate, quality)
     data = check_audio(audio, name=f"audio to save to {spath}")
-    if subtype.startswith("PCM"):
+    if subtype != "FLOAT":
         nb_clipped = int(np.count_nonzero(np.abs(data) > 1.0))
         if nb_clipped:
             warnings.warn(
@@ -200,7 +220,7 @@ def save(
             data = np.clip(data, -1.0, 1.0)
 
     _atomic_write(spath, fmt, overwrite,
-                  lambda tmp: soundfile.write(tmp, data, sample_rate, subtype=subtype, format=fmt))
+                  lambda tmp: soundfile.write(tmp, data, sample_rate, subtype=subtype, format=fmt, **options))
     return spath
 
 
@@ -211,6 +231,8 @@ def save_blocks(
     nb_channels: int,
     subtype: Optional[str] = None,
     overwrite: bool = False,
+    bitrate=None,
+    quality: Optional[float] = None,
 ) -> str:
     """:func:`save` for a waveform given block by block, in bounded memory.
 
@@ -221,6 +243,7 @@ def save_blocks(
     leaves nothing behind. Same formats, subtypes, atomicity and errors as :func:`save`.
     """
     spath, fmt, subtype, sample_rate = _check_output(path, subtype, sample_rate)
+    options = _encoder(spath, sample_rate, bitrate, quality)
     nb_channels = check_nb_channels(nb_channels)
     name = f"audio to save to {spath}"
     nb_clipped = 0
@@ -228,14 +251,14 @@ def save_blocks(
     def write(tmp):
         nonlocal nb_clipped
         offset = 0
-        with soundfile.SoundFile(tmp, "w", sample_rate, nb_channels, subtype=subtype, format=fmt) as f:
+        with soundfile.SoundFile(tmp, "w", sample_rate, nb_channels, subtype=subtype, format=fmt, **options) as f:
             for block in blocks:
                 block = np.asarray(block)
                 if block.dtype.kind != "f" or block.ndim != 2 or block.shape[1] != nb_channels:
                     raise AudioError(f"{name}: expected float blocks of shape (m, {nb_channels}), "
                                      f"found dtype {block.dtype} and shape {block.shape} at timestep {offset}")
                 check_finite(block, name, sample_rate, offset)
-                if subtype.startswith("PCM"):
+                if subtype != "FLOAT":
                     clipped = np.abs(block) > 1.0
                     if clipped.any():
                         nb_clipped += int(np.count_nonzero(clipped))

@@ -49,16 +49,42 @@ def _resolve_model(model, weights=None, download=True):
     return check_separator(model, "the model to export")
 
 
+def file_mode(executable=False):
+    """The mode a plain ``open`` (``executable``: ``mkdir``) would give a new file:
+    ``0o666 & ~umask`` (``0o777 & ~umask``). Temporary files (``mkstemp``: 0600, ``mkdtemp``:
+    0700) get it before they are renamed into place."""
+    from kerasep.export.runner import current_umask
+
+    return (0o777 if executable else 0o666) & ~current_umask()
+
+
+def apply_modes(path):
+    """:func:`file_mode` for ``path`` and, for a folder (a SavedModel), everything inside:
+    folders ``0o777 & ~umask``, files ``0o666 & ~umask``."""
+    path = Path(path)
+    if not path.is_dir():
+        os.chmod(path, file_mode())
+        return
+    os.chmod(path, file_mode(executable=True))
+    for root, dirs, files in os.walk(path):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), file_mode(executable=True))
+        for f in files:
+            os.chmod(os.path.join(root, f), file_mode())
+
+
 @contextlib.contextmanager
-def _atomic_path(path, suffix=".tmp"):
+def _atomic_path(path, suffix=".tmp", executable=False):
     """A temporary file beside ``path`` for the block to write; renamed to ``path`` when the
-    block succeeds, removed when it fails (no partial file is ever left at ``path``)."""
+    block succeeds, removed when it fails (no partial file is ever left at ``path``). The file
+    gets :func:`file_mode` (not mkstemp's 0600) before the rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, file_mode(executable))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -98,9 +124,8 @@ def write_runner(directory, overwrite=False):
     different one is replaced only with ``overwrite``. Returns the path (str)."""
     path, source, needed = _runner_target(directory, overwrite)
     if needed:
-        with _atomic_path(path) as tmp:
+        with _atomic_path(path, executable=True) as tmp:
             Path(tmp).write_bytes(source)
-            os.chmod(tmp, 0o755)
     return str(path)
 
 
@@ -143,7 +168,9 @@ def export(model, path, format=None, precision="float32", overwrite=False, weigh
     if format == "saved_model":
         from kerasep.export.saved_model import save_saved_model
 
-        return save_saved_model(model, path, overwrite=overwrite)
+        written = save_saved_model(model, path, overwrite=overwrite)
+        apply_modes(written)  # its temporary folder came from mkdtemp (0700)
+        return written
     from kerasep.export.onnx import save_onnx
 
     written = save_onnx(model, path, precision=precision)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Separate audio files with a kerasep ONNX export, without TensorFlow.
 
-    python -m kerasep.export.runner unet-2stems.onnx song.mp3 other.wav -o separated [--format flac]
+    python -m kerasep.export.runner unet-2stems.onnx song.mp3 other.wav -o separated
+           [--format wav|flac|mp3|ogg] [--bitrate 320k | --quality Q] [--stems vocals,...]
            [--chunk-seconds S] [--overwrite] [--cpu] [-q]
 
 Needs only ``numpy``, ``onnxruntime`` (or ``onnxruntime-gpu``: the CUDA execution provider is
@@ -12,9 +13,12 @@ one file is self-contained. For a deployment without kerasep, ``kerasep export M
 MODEL.onnx --with-runner`` (or ``kerasep.export.export(..., with_runner=True)``) writes a copy
 of it beside the model as ``run_onnx.py``; then ``python run_onnx.py MODEL.onnx song.wav``.
 
-Outputs: ``OUTDIR/<input name>/<target>.<wav|flac>`` (16-bit PCM at the model's sample rate),
-the layout of ``kerasep separate``. Each file is written to a temporary name and renamed when
-complete; existing outputs are never replaced without ``--overwrite``.
+Outputs: ``OUTDIR/<input name>/<target>.<wav|flac|mp3|ogg>`` (WAV/FLAC: 16-bit PCM at the
+model's sample rate; MP3: constant bitrate, 320 kbit/s unless ``--bitrate``; Ogg Vorbis:
+variable bitrate, ``--quality``), the layout of ``kerasep separate``; an input named
+``mixture.*`` (MUSDB18-HQ's ``<track>/mixture.wav``) is named after its folder. Each file is
+written to a temporary name and renamed when complete, with the mode a plain ``open`` would
+give it (``0o666 & ~umask``); existing outputs are never replaced without ``--overwrite``.
 
 Long inputs are processed in chunks as :mod:`kerasep.inference` does. Models that declare
 ``kerasep.chunk_alignment``/``kerasep.chunk_context`` in their metadata (the U-Net: one patch)
@@ -46,6 +50,16 @@ DEFAULT_CROSSFADE_CHUNK_SECONDS = 20.0
 DEFAULT_CONTEXT_SECONDS = 5.0  # crossfade context for models without an exact chunk grid
 WRITE_BLOCK = 1 << 20  # samples converted and written at a time
 READABLE = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aiff", ".aif")
+#: Output formats: name -> (soundfile format, allowed subtypes, default subtype).
+OUTPUT_FORMATS = {
+    "wav": ("WAV", ("PCM_16", "PCM_24", "FLOAT"), "PCM_16"),
+    "flac": ("FLAC", ("PCM_16", "PCM_24"), "PCM_16"),
+    "mp3": ("MP3", ("MPEG_LAYER_III",), "MPEG_LAYER_III"),
+    "ogg": ("OGG", ("VORBIS",), "VORBIS"),
+}
+#: MPEG-1 layer III bitrates (kbit/s), the ones an MP3 at 32, 44.1 or 48 kHz can have.
+MP3_BITRATES = (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320)
+DEFAULT_MP3_BITRATE = 320
 
 
 class RunnerError(RuntimeError):
@@ -339,48 +353,188 @@ def open_audio(path, sample_rate, nb_channels):
     return load_audio(path, sample_rate, nb_channels)
 
 
-def output_paths(inp, outdir, targets, fmt):
-    """``{target: OUTDIR/<input name>/<target>.<fmt>}`` as ``kerasep separate`` names them."""
-    name = Path(inp).name
+def output_name(inp):
+    """The folder name of ``inp``'s stems: the file name without its extension (and without
+    ``.stem.mp4``), except that ``mixture.*`` is named after its parent folder, as MUSDB18-HQ
+    lays tracks out (``<track>/mixture.wav`` -> ``<track>``)."""
+    path = Path(inp)
+    name = path.name
     name = name[: -len(".stem.mp4")] if name.endswith(".stem.mp4") else Path(name).stem
-    return {t: Path(outdir) / name / f"{t}.{fmt}" for t in targets}
+    if name == "mixture" and path.absolute().parent.name:
+        name = path.absolute().parent.name
+    return name
+
+
+def output_paths(inp, outdir, targets, fmt):
+    """``{target: OUTDIR/<name>/<target>.<fmt>}`` as ``kerasep separate`` names them
+    (``<name>``: :func:`output_name`)."""
+    return {t: Path(outdir) / output_name(inp) / f"{t}.{fmt}" for t in targets}
+
+
+def parse_bitrate(value):
+    """``"320k"``, ``"320"`` or ``320`` -> 320 (kbit/s); RunnerError unless an MPEG-1 layer III
+    bitrate (:data:`MP3_BITRATES`)."""
+    text = str(value).strip().lower()
+    text = text[:-4] if text.endswith("kbps") else text[:-1] if text.endswith("k") else text
+    try:
+        kbps = int(text)
+    except ValueError:
+        kbps = None
+    if kbps not in MP3_BITRATES:
+        raise RunnerError(f"--bitrate: expected one of the MP3 bitrates {', '.join(f'{b}k' for b in MP3_BITRATES)}. "
+                          f"Received: {value!r}")
+    return kbps
+
+
+def encoder_options(fmt, sample_rate, bitrate=None, quality=None):
+    """soundfile keyword arguments (``compression_level``, ``bitrate_mode``) for ``fmt``.
+
+    - mp3, ``bitrate`` (default 320k): constant bitrate, exact. libsndfile (1.1+) maps its
+      ``compression_level`` c to the LAME bitrate ``320 - c * (320 - 32)`` kbit/s for MPEG-1
+      (32, 44.1, 48 kHz); the inverse is used here, so the file has exactly that bitrate.
+    - mp3, ``quality`` q in [0, 1] (1 best): variable bitrate, LAME VBR quality ``10 * (1 - q)``.
+    - ogg: Vorbis is variable-bitrate only in libsndfile, no kbit/s can be asked for:
+      ``quality`` q in [0, 1] (1 best) is Vorbis' quality (``oggenc -q 10 * q``); without it,
+      libsndfile's default. ``bitrate`` is refused.
+    - wav, flac: lossless PCM, neither applies.
+    """
+    if fmt not in OUTPUT_FORMATS:
+        raise RunnerError(f"--format: expected one of {list(OUTPUT_FORMATS)}. Received: {fmt!r}")
+    if bitrate is not None and quality is not None:
+        raise RunnerError("--bitrate and --quality exclude each other (constant vs variable bitrate)")
+    if quality is not None:
+        try:
+            quality = float(quality)
+        except (TypeError, ValueError):
+            quality = float("nan")
+        if not 0.0 <= quality <= 1.0:
+            raise RunnerError(f"--quality: expected a number in [0, 1] (1 best). Received: {quality!r}")
+    if fmt in ("wav", "flac"):
+        if bitrate is not None or quality is not None:
+            flag = "--bitrate" if bitrate is not None else "--quality"
+            raise RunnerError(f"{flag} applies to --format mp3 or ogg only; {fmt} is lossless "
+                              "(use --subtype for its sample format)")
+        return {}
+    if fmt == "ogg":
+        if bitrate is not None:
+            raise RunnerError("--bitrate: Ogg Vorbis is written with variable bitrate only (libsndfile has no "
+                              "bitrate setting for it); use --quality 0..1 instead (1 best)")
+        return {} if quality is None else {"compression_level": 1.0 - quality}
+    # mp3
+    if quality is not None:
+        # LAME refuses VBR quality 10 (compression 1.0): 0.999 is its lowest quality
+        return {"compression_level": min(0.999, 1.0 - quality), "bitrate_mode": "VARIABLE"}
+    if int(sample_rate) not in (32000, 44100, 48000):
+        raise RunnerError(f"--bitrate: exact MP3 bitrates need a 32, 44.1 or 48 kHz output, the model's rate is "
+                          f"{sample_rate} Hz; use --quality instead")
+    kbps = DEFAULT_MP3_BITRATE if bitrate is None else parse_bitrate(bitrate)
+    # libsndfile: bitrate = 320 - c * 288 (truncated); a quarter kbit/s above the target survives the
+    # truncation, and c <= 0.999 because libsndfile first applies c as a VBR quality (1.0 is refused).
+    level = min(0.999, max(0.0, (320 - kbps - 0.25) / 288))
+    return {"compression_level": level, "bitrate_mode": "CONSTANT"}
+
+
+def check_subtype(fmt, subtype):
+    """The subtype to write for ``fmt`` (its default when ``subtype`` is None); RunnerError if
+    ``fmt`` does not take it."""
+    if fmt not in OUTPUT_FORMATS:
+        raise RunnerError(f"--format: expected one of {list(OUTPUT_FORMATS)}. Received: {fmt!r}")
+    _, allowed, default = OUTPUT_FORMATS[fmt]
+    if subtype is None:
+        return default
+    subtype = str(subtype).upper()
+    if subtype not in allowed:
+        raise RunnerError(f"--subtype for {fmt} must be one of {list(allowed)}. Received: {subtype!r}")
+    return subtype
+
+
+def select_stems(targets, stems=None, two_stems=None):
+    """The stems to write among a model's ``targets``: ``two_stems`` S gives ``[S, "no_S"]``
+    (``no_S``: the sum of the other targets); ``stems`` (a list or a comma-separated string)
+    then picks among those, in that order. RunnerError naming the flag for an unknown stem."""
+    final = list(targets)
+    if two_stems is not None:
+        if two_stems not in final:
+            raise RunnerError(f"--two-stems: unknown stem {two_stems!r}; expected one of {final}")
+        final = [two_stems, f"no_{two_stems}"]
+    if stems is None:
+        return final
+    names = [s.strip() for s in stems.split(",")] if isinstance(stems, str) else [str(s) for s in stems]
+    names = [s for s in names if s]
+    if not names:
+        raise RunnerError(f"--stems: expected a comma-separated list of stems among {final}. Received: {stems!r}")
+    for s in names:
+        if s not in final:
+            raise RunnerError(f"--stems: unknown stem {s!r}; expected one of {final}")
+    return [s for s in final if s in names]
+
+
+_IMPORT_UMASK = os.umask(0o022)  # read once at import (os.umask can only be read by setting it) ...
+os.umask(_IMPORT_UMASK)  # ... and restored at once
+
+
+def current_umask():
+    """The process umask: read from ``/proc/self/status`` where Linux shows it (no change to the
+    process, and a later ``os.umask`` is honoured), else the one read at import."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return _IMPORT_UMASK
 
 
 def separate_file(model, inp, outdir, fmt="wav", overwrite=False, chunk_seconds=None, progress=False,
-                  subtype="PCM_16"):
-    """Separate one file into ``OUTDIR/<name>/<target>.<fmt>``; returns ``{target: path}``.
+                  subtype=None, stems=None, two_stems=None, bitrate=None, quality=None):
+    """Separate one file into ``OUTDIR/<name>/<stem>.<fmt>``; returns ``{stem: path}``.
 
-    ``subtype``: ``"PCM_16"`` (default), ``"PCM_24"`` or (wav only) ``"FLOAT"``; PCM output is
-    clipped to [-1, 1].
+    ``fmt``: ``"wav"``, ``"flac"``, ``"mp3"`` or ``"ogg"``; ``subtype``: ``"PCM_16"``
+    (default), ``"PCM_24"`` or (wav only) ``"FLOAT"``; PCM and lossy output is clipped to
+    [-1, 1]. ``bitrate``, ``quality``: mp3/ogg encoder settings (:func:`encoder_options`).
+    ``stems``, ``two_stems``: which stems to write (:func:`select_stems`; default all the
+    model's targets).
 
     Every output is streamed to a temporary file beside its final name and renamed once all
     chunks are written, so a failure leaves no partial output."""
     import soundfile as sf
 
-    if fmt not in ("wav", "flac"):
-        raise RunnerError(f"output format must be 'wav' or 'flac'. Received: {fmt!r}")
-    subtype = (subtype or "PCM_16").upper()
-    allowed = ("PCM_16", "PCM_24", "FLOAT") if fmt == "wav" else ("PCM_16", "PCM_24")
-    if subtype not in allowed:
-        raise RunnerError(f"subtype for {fmt} must be one of {allowed}. Received: {subtype!r}")
-    paths = output_paths(inp, outdir, model.targets, fmt)
+    subtype = check_subtype(fmt, subtype)
+    options = encoder_options(fmt, model.sample_rate, bitrate, quality)
+    names = select_stems(model.targets, stems, two_stems)
+    paths = output_paths(inp, outdir, names, fmt)
     existing = [str(p) for p in paths.values() if p.exists()]
     if existing and not overwrite:
         raise RunnerError(f"output exists: {', '.join(existing)} (use --overwrite to replace)")
+    for p in paths.values():
+        if p.parent.exists() and not p.parent.is_dir():
+            raise RunnerError(f"{p}: cannot write there, {p.parent} is a file")
     mix = open_audio(inp, model.sample_rate, model.nb_channels)
+    mode = 0o666 & ~current_umask()
     temps, files = {}, {}
     try:
         for t, p in paths.items():
-            p.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                p.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RunnerError(f"{p}: cannot create the folder {p.parent}: {exc.strerror or exc}") from None
             temps[t] = p.parent / f".{p.name}.{os.getpid()}.tmp"
-            files[t] = sf.SoundFile(str(temps[t]), "w", samplerate=model.sample_rate,
-                                    channels=model.nb_channels, subtype=subtype,
-                                    format=fmt.upper())
+            try:
+                files[t] = sf.SoundFile(str(temps[t]), "w", samplerate=model.sample_rate,
+                                        channels=model.nb_channels, subtype=subtype,
+                                        format=OUTPUT_FORMATS[fmt][0], **options)
+            except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError
+                raise RunnerError(f"{p}: cannot write a {fmt} file: {exc}") from None
         written = 0
         for start, blocks in iter_separate(model, mix, chunk_seconds, progress):
             if start != written:  # pragma: no cover - the plan tiles the input
                 raise RunnerError(f"internal error: chunk starts at {start}, expected {written}")
-            for t, v in blocks.items():
+            for t in names:
+                if t in blocks:
+                    v = blocks[t]
+                else:  # no_<stem> of --two-stems: the sum of the other targets
+                    v = sum(b for k, b in blocks.items() if k != t[len("no_"):])
                 for i in range(0, v.shape[0], WRITE_BLOCK):  # bounded temporaries
                     part = v[i : i + WRITE_BLOCK]
                     files[t].write(part if subtype == "FLOAT" else np.clip(part, -1.0, 1.0))
@@ -389,6 +543,7 @@ def separate_file(model, inp, outdir, fmt="wav", overwrite=False, chunk_seconds=
         for f in files.values():
             f.close()
         for t, p in paths.items():
+            os.chmod(temps[t], mode)  # as a plain open() would create it (soundfile: 0644 & ~umask)
             os.replace(temps[t], p)
     finally:
         if isinstance(mix, FileAudio):
@@ -424,7 +579,14 @@ def build_parser():
     parser.add_argument("model", help="the .onnx file written by `kerasep export`")
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files (wav/flac/ogg/mp3)")
     parser.add_argument("-o", "--output", default="separated", help="output folder (default ./separated)")
-    parser.add_argument("--format", choices=["wav", "flac"], default="wav")
+    parser.add_argument("--format", choices=list(OUTPUT_FORMATS), default="wav")
+    parser.add_argument("--bitrate", default=None, metavar="KBPS",
+                        help="mp3 only: constant bitrate, exact, e.g. 320k (default), 192k, 128k")
+    parser.add_argument("--quality", type=float, default=None, metavar="Q",
+                        help="mp3/ogg: variable bitrate quality in [0, 1], 1 best (ogg Vorbis has no "
+                             "exact bitrate setting; default: libsndfile's)")
+    parser.add_argument("--stems", default=None, metavar="A,B",
+                        help="write only these stems (comma-separated), e.g. vocals")
     parser.add_argument("--chunk-seconds", type=float, default=None,
                         help=f"process at most S seconds at a time (default {DEFAULT_CHUNK_SECONDS:g} for "
                              f"models with exact chunking (the U-Net), {DEFAULT_CROSSFADE_CHUNK_SECONDS:g} otherwise)")
@@ -449,7 +611,8 @@ def main(argv=None):
     for inp in args.inputs:
         try:
             paths = separate_file(model, inp, args.output, args.format, args.overwrite,
-                                  args.chunk_seconds, progress=not args.quiet)
+                                  args.chunk_seconds, progress=not args.quiet, stems=args.stems,
+                                  bitrate=args.bitrate, quality=args.quality)
             for p in paths.values():
                 print(f"  wrote {p}", file=sys.stderr)
         except RunnerError as exc:

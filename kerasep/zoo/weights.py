@@ -13,6 +13,10 @@ Every archive and every file is checked against its pinned sha256. A download is
 temporary file and a source's files are published into the cache only once all of them are
 verified (an atomic rename), so an interrupted or tampered download is discarded and reported,
 never cached. A cached file that no longer matches is removed and fetched again.
+
+Downloads show a progress bar (tqdm, with the total size when the server or the registry gives
+it) when :data:`progress` allows: ``"auto"`` (default) when stderr is a terminal, ``True``
+always, ``False`` never (``kerasep ... -q``).
 """
 import hashlib
 import os
@@ -30,6 +34,34 @@ from kerasep.zoo.registry import weight_source
 
 class WeightsError(RuntimeError):
     """Weights could not be found, fetched or verified."""
+
+
+#: Download progress bars: ``"auto"`` (when stderr is a terminal), ``True`` or ``False``.
+progress = "auto"
+
+
+def _progress_bar(url, total):
+    """A tqdm bar for a download of ``total`` bytes (None: unknown), or None when
+    :data:`progress` (or a missing tqdm) says no."""
+    show = progress
+    if show == "auto":
+        show = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+    if not show:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
+                desc=f"downloading {url.rsplit('/', 1)[-1]}", leave=True)
+
+
+def is_cached(key):
+    """Whether every file of weight source ``key`` is in the cache (by name; nothing is hashed,
+    downloaded or removed: :func:`resolve` verifies them when they are used)."""
+    spec = weight_source(key)
+    folder = cache_dir(key)
+    return folder.is_dir() and all((folder / name).is_file() for name in spec["files"])
 
 
 def home():
@@ -151,10 +183,19 @@ def _download(url, dest, expected_sha256, expected_size=None):
     h = hashlib.sha256()
     size = 0
     with urllib.request.urlopen(url, timeout=60) as resp, open(dest, "wb") as out:
-        for block in iter(lambda: resp.read(1 << 20), b""):
-            h.update(block)
-            size += len(block)
-            out.write(block)
+        length = resp.headers.get("Content-Length") if getattr(resp, "headers", None) is not None else None
+        total = int(length) if length and str(length).isdigit() else expected_size
+        bar = _progress_bar(url, total)
+        try:
+            for block in iter(lambda: resp.read(1 << 20), b""):
+                h.update(block)
+                size += len(block)
+                out.write(block)
+                if bar is not None:
+                    bar.update(len(block))
+        finally:
+            if bar is not None:
+                bar.close()
     if expected_size is not None and size != expected_size:
         raise WeightsError(
             f"download of {url} is incomplete: expected {expected_size} bytes but got {size}"

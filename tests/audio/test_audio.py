@@ -463,11 +463,68 @@ def test_save_rejects_bad_audio_without_touching_existing(tmp_path):
     assert dir_listing(tmp_path) == ["keep.wav"]
 
 
-@pytest.mark.parametrize("name", ["out.mp3", "out.ogg", "out.m4a", "out"])
+@pytest.mark.parametrize("name", ["out.m4a", "out.aiff", "out"])
 def test_save_unsupported_extension(tmp_path, name):
-    with pytest.raises(AudioError, match=r"supported extensions are \.flac, \.wav"):
+    with pytest.raises(AudioError, match=r"supported extensions are \.flac, \.mp3, \.ogg, \.wav"):
         kaudio.save(tmp_path / name, np.zeros((10, 2), np.float32))
     assert dir_listing(tmp_path) == []
+
+
+def _bitrate(path):
+    import json
+    import subprocess
+
+    proc = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=bit_rate", "-of", "json", str(path)],
+                          capture_output=True, text=True, check=True)
+    return int(json.loads(proc.stdout)["format"]["bit_rate"])
+
+
+@pytest.mark.parametrize("kbps", [320, 192, 128, 64])
+def test_save_mp3_exact_constant_bitrate(tmp_path, real_mixture, kbps):
+    """--bitrate maps to libsndfile's compression level so that LAME writes exactly that CBR."""
+    path = kaudio.save(tmp_path / "out.mp3", real_mixture, 44100, bitrate=f"{kbps}k")
+    assert abs(_bitrate(path) - kbps * 1000) < 0.02 * kbps * 1000
+    y, sr = soundfile.read(path, dtype="float32")
+    assert sr == 44100 and y.shape[1] == 2 and abs(len(y) - len(real_mixture)) < 4096
+    assert dir_listing(tmp_path) == ["out.mp3"]
+
+
+def test_save_ogg_quality_and_refused_encoder_settings(tmp_path, real_mixture):
+    low = kaudio.save(tmp_path / "low.ogg", real_mixture, 44100, quality=0.1)
+    high = kaudio.save(tmp_path / "high.ogg", real_mixture, 44100, quality=0.9)
+    assert os.path.getsize(high) > 1.5 * os.path.getsize(low)
+    assert soundfile.info(high).format == "OGG" and soundfile.info(high).subtype == "VORBIS"
+    vbr = kaudio.save(tmp_path / "vbr.mp3", real_mixture, 44100, quality=0.5)
+    assert soundfile.info(vbr).format == "MP3"
+    with pytest.raises(AudioError, match="--bitrate: Ogg Vorbis .* variable bitrate only.*--quality"):
+        kaudio.save(tmp_path / "x.ogg", real_mixture, 44100, bitrate="128k")
+    with pytest.raises(AudioError, match="--bitrate applies to --format mp3 or ogg only"):
+        kaudio.save(tmp_path / "x.wav", real_mixture, 44100, bitrate="128k")
+    with pytest.raises(AudioError, match="--bitrate: expected one of the MP3 bitrates"):
+        kaudio.save(tmp_path / "x.mp3", real_mixture, 44100, bitrate="100k")
+    with pytest.raises(AudioError, match=r"--quality: expected a number in \[0, 1\]"):
+        kaudio.save(tmp_path / "x.mp3", real_mixture, 44100, quality=2)
+    assert dir_listing(tmp_path) == ["high.ogg", "low.ogg", "vbr.mp3"]
+
+
+def test_save_blocks_mp3_atomic_and_umask(tmp_path, real_mixture):
+    old = os.umask(0o022)
+    try:
+        def blocks():
+            yield real_mixture[:44100]
+            raise AudioError("boom")
+
+        with pytest.raises(AudioError, match="boom"):
+            kaudio.save_blocks(tmp_path / "a.mp3", blocks(), 44100, 2)
+        assert dir_listing(tmp_path) == []
+        path = kaudio.save_blocks(tmp_path / "a.mp3", iter([real_mixture[:44100], real_mixture[44100:]]), 44100, 2,
+                                  bitrate=192)
+        assert os.stat(path).st_mode & 0o777 == 0o644
+        os.umask(0o027)
+        path = kaudio.save(tmp_path / "b.wav", real_mixture, 44100)
+        assert os.stat(path).st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
 
 
 def test_save_unsupported_subtype(tmp_path):
