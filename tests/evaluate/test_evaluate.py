@@ -1,5 +1,6 @@
 """kerasep.evaluate on the real MUSDB18 track: museval numbers reproduced, CLI outputs."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,4 +82,78 @@ def test_cli_evaluate_writes_json_summary_and_plot(musdb_root, tmp_path):
     mdx = json.loads((out / "mdx_sdr.json").read_text())
     assert set(mdx["mean"]) == {"vocals", "accompaniment"}
     assert (out / "sdr_per_track.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert cli.main(["evaluate", str(path), "--musdb", str(tmp_path / "none"), "-o", str(out)]) == 2
+    assert cli.main(["evaluate", str(path), "--musdb", str(tmp_path / "none"), "-o", str(tmp_path / "none_out")]) == 2
+
+
+@pytest.mark.slow
+def test_evaluate_files_get_the_umask_mode(musdb_root, tmp_path):
+    import os
+
+    from kerasep import evaluate as ev
+    from testing import tiny_unet
+
+    old = os.umask(0o022)
+    try:
+        ev.evaluate(tiny_unet(targets=["vocals", "accompaniment"]), musdb_root, tmp_path / "eval", log=lambda *a: None)
+    finally:
+        os.umask(old)
+    files = [p for p in (tmp_path / "eval").rglob("*") if p.is_file()]
+    assert {p.name for p in files} == {f"{TRACK}.json", "summary.json", "mdx_sdr.json", "sdr_per_track.png"}
+    assert {p.name: p.stat().st_mode & 0o777 for p in files} == {p.name: 0o644 for p in files}
+
+
+def test_atomic_write_mode_and_no_leftover(tmp_path):
+    import os
+
+    from kerasep import evaluate as ev
+
+    old = os.umask(0o027)
+    try:
+        ev._atomic_write(tmp_path / "a" / "x.json", "{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a" / "x.json").stat().st_mode & 0o777 == 0o640
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["x.json"]
+
+
+def test_results_folder_named_after_the_run():
+    from kerasep import evaluate as ev
+
+    assert ev.results_name("runs/unet-small/model.keras") == "unet-small"
+    assert ev.results_name("/abs/runs/my run/model.keras") == "my run"
+    assert ev.results_name("models/best.keras") == "best"
+    assert ev.results_name("unet-2stems") == "unet-2stems"
+
+
+def test_cli_evaluate_refuses_earlier_results_before_loading(tmp_path, monkeypatch, capsys):
+    from kerasep import cli, zoo
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "small").mkdir(parents=True)
+    earlier = tmp_path / "evaluation" / "small" / "summary.json"  # the default folder: the run's name
+    earlier.parent.mkdir(parents=True)
+    earlier.write_text("{}")
+    loaded = []
+    monkeypatch.setattr(zoo, "load", lambda *a, **k: loaded.append(a) or pytest.fail("loaded the model"))
+    args = ["evaluate", "runs/small/model.keras", "--musdb", str(tmp_path / "musdb")]
+    assert cli.main(args) == 1
+    err = capsys.readouterr().err
+    assert str(Path("evaluation") / "small") in err and "summary.json" in err and "--overwrite" in err
+    assert earlier.read_text() == "{}" and loaded == []
+    # per-track results count too; another -o folder is free
+    (tmp_path / "other" / "test").mkdir(parents=True)
+    (tmp_path / "other" / "test" / "track.json").write_text("{}")
+    assert cli.main(args + ["-o", "other"]) == 1
+    # with --overwrite the command goes on (to the model, missing here)
+    monkeypatch.setattr(zoo, "load", lambda *a, **k: (_ for _ in ()).throw(FileNotFoundError("no model")))
+    assert cli.main(args + ["--overwrite"]) == 2
+    assert "no model" in capsys.readouterr().err
+
+
+def test_evaluate_api_refuses_earlier_results(tmp_path):
+    from kerasep import evaluate as ev
+
+    (tmp_path / "summary.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        ev.evaluate("not-even-loaded", tmp_path / "musdb", tmp_path)
+    assert ev.existing_results(tmp_path) == [tmp_path / "summary.json"]
