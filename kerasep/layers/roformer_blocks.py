@@ -134,7 +134,8 @@ class RoformerFeedForward(keras.layers.Layer):
         self.built = True
 
     def call(self, x, training=False):
-        y = keras.ops.gelu(self.linear1(self.norm(x)), approximate=False)
+        y = self.linear1(self.norm(x))
+        y = 0.5 * y * (1.0 + keras.ops.erf(y * 0.7071067811865476))  # torch's exact GELU (ONNX has Erf)
         y = self.linear2(self.drop(y, training=training))
         return self.drop(y, training=training)
 

@@ -155,13 +155,14 @@ class _BandRoformer(Separator):
             estimator.build(None)
         super().build(input_shape)
 
-    def call(self, waveform, training=False):
-        mix = tf.convert_to_tensor(waveform, tf.float32)  # (batch, C, n)
-        shape = tf.shape(mix)
-        batch, length = shape[0], shape[2]
+    def separate_stft(self, spec, training=False):
+        """The network between the STFTs: the mixture's complex STFT ``(batch, nb_channels,
+        nb_frames, nb_bins, 2)`` → the stems' ``(batch, nb_stems, nb_channels, nb_frames, nb_bins,
+        2)`` (masked mixture STFTs, stems in ``targets`` order)."""
+        spec = tf.convert_to_tensor(spec, tf.float32)
+        shape = tf.shape(spec)
+        batch, frames = shape[0], shape[2]
         C, F = self.nb_channels, self.nb_bins
-        spec = self.stft(mix)  # (batch, C, frames, F, 2)
-        frames = tf.shape(spec)[2]
         # channels interleaved with the frequencies: (batch, frames, F * C, 2), index f * C + c
         z = tf.reshape(tf.transpose(spec, [0, 2, 3, 1, 4]), [batch, frames, F * C, 2])
         x = self.band_split(self._split(z))  # (batch, frames, bands, dim)
@@ -173,12 +174,41 @@ class _BandRoformer(Separator):
         zr, zi = z[:, None, ..., 0], z[:, None, ..., 1]
         mr, mi = masks[..., 0], masks[..., 1]
         y = tf.stack([zr * mr - zi * mi, zr * mi + zi * mr], axis=-1)
+        y = tf.reshape(y, [batch, len(self.targets), frames, F, C, 2])
+        return tf.transpose(y, [0, 1, 4, 2, 3, 5])
+
+    def call(self, waveform, training=False):
+        mix = tf.convert_to_tensor(waveform, tf.float32)  # (batch, C, n)
+        shape = tf.shape(mix)
+        batch, length = shape[0], shape[2]
+        y = self.separate_stft(self.stft(mix), training=training)  # (batch, S, C, frames, F, 2)
         nb_stems = len(self.targets)
-        y = tf.reshape(y, [batch * nb_stems, frames, F, C, 2])
-        y = tf.transpose(y, [0, 3, 1, 2, 4])  # (batch * S, C, frames, F, 2)
+        ys = tf.shape(y)
+        y = tf.reshape(y, [batch * nb_stems, self.nb_channels, ys[3], self.nb_bins, 2])
         out = self.istft(y, length)  # (batch * S, C, n)
-        out = tf.reshape(out, [batch, nb_stems, C, length])
+        out = tf.reshape(out, [batch, nb_stems, self.nb_channels, length])
         return {t: out[:, i] for i, t in enumerate(self.targets)}
+
+    def export_spec(self):
+        """STFT and inverse STFT as signal processing around a core ``(batch, nb_channels,
+        nb_frames, nb_bins, 2)`` mixture STFT → ``{stem: STFT}`` (:mod:`kerasep.export.spec`).
+        The ONNX exporter needs ``stft_n_fft`` to be a multiple of ``stft_hop_length``, which the
+        released hop of 441 samples is not."""
+        inputs = keras.Input((self.nb_channels, None, self.nb_bins, 2), name="mix_stft")
+        outputs = _SeparateSTFT(self, name="separate_stft")(inputs)
+        return {
+            "kind": "spectral",
+            "n_fft": self.stft_n_fft,
+            "hop_length": self.stft_hop_length,
+            "padding": "center",
+            "pad_mode": "reflect",
+            "nb_bins": self.nb_bins,
+            "mask_extension": "zeros",
+            "power": 1.0,
+            "core": keras.Model(inputs, outputs, name=f"{type(self).__name__.lower()}_core"),
+            "core_layout": "stft",
+            "core_output": "stft",
+        }
 
     def get_config(self):
         config = super().get_config()
@@ -198,6 +228,30 @@ class _BandRoformer(Separator):
             multi_stft_hop_size=self.multi_stft_hop_size, multi_stft_normalized=self.multi_stft_normalized,
         )
         return config
+
+
+class _SeparateSTFT(keras.layers.Layer):
+    """Export helper (not serialised): :meth:`_BandRoformer.separate_stft` as one layer returning
+    ``{stem: (batch, nb_channels, nb_frames, nb_bins, 2)}``. The imaginary parts of the DC and
+    Nyquist bins (non-zero after a complex mask) are zeroed: ``torch.istft`` and TF's ``irfft``
+    ignore them, the ONNX exporter's inverse FFT (:func:`kerasep.export.onnx.dsp._irfft`) does not."""
+
+    def __init__(self, separator, **kwargs):
+        super().__init__(**kwargs)
+        self.separator = separator
+
+    def call(self, mix_stft):
+        spec = self.separator.separate_stft(mix_stft, training=False)
+        nb_bins = self.separator.nb_bins
+        keep = np.ones((nb_bins, 2), np.float32)
+        keep[0, 1] = 0.0
+        if self.separator.stft_n_fft % 2 == 0:
+            keep[-1, 1] = 0.0
+        spec = spec * tf.constant(keep)
+        return {stem: spec[:, j] for j, stem in enumerate(self.separator.targets)}
+
+    def compute_output_shape(self, input_shape):
+        return {stem: tuple(input_shape) for stem in self.separator.targets}
 
 
 @keras.saving.register_keras_serializable(package="kerasep")

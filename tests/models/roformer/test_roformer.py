@@ -412,11 +412,11 @@ def test_bs_roformer_contract(real_mixture, tmp_path):
     model = BSRoformer(targets=["vocals", "other"], freqs_per_bands=(4, 4, 8, 16, 32, 65), **TINY)
     model.build((None, 2, None))
     run_separator_test(model, real_mixture, tmp_path, chunk_seconds=0.5, family="bs_roformer",
-                       exports=("saved_model",))
+                       exports=("onnx", "saved_model"))
 
 
 def test_mel_band_roformer_contract(real_mixture, tmp_path):
     model = MelBandRoformer(targets=["vocals"], num_bands=8, **TINY)
     model.build((None, 2, None))
     run_separator_test(model, real_mixture, tmp_path, chunk_seconds=0.5, family="mel_band_roformer",
-                       exports=("saved_model",))
+                       exports=("onnx", "saved_model"))
