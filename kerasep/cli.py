@@ -116,6 +116,25 @@ def _final_stems(targets, args):
         return None, (2, str(exc))
 
 
+def _plan_stems(targets, files, args):
+    """``(stems, error)``: the stems to write among ``targets`` and, when that is fine, existing
+    outputs refused without --overwrite."""
+    stems, error = _final_stems(targets, args)
+    return stems, error or _check_existing(files, args.output, stems, args.format, args.overwrite)
+
+
+def _check_zoo_stems(name, files, args):
+    """For a zoo name, the registry's stems checked before the model is loaded or exported: a
+    ``(code, message)`` or None."""
+    from kerasep.zoo import registry
+
+    try:
+        targets = registry.stems(name)
+    except KeyError as exc:
+        return 2, exc.args[0]
+    return _plan_stems(targets, files, args)[1]
+
+
 def _check_format(args):
     """--format/--subtype/--bitrate/--quality together, before any work."""
     from kerasep.export.runner import RunnerError, check_subtype, encoder_options
@@ -148,20 +167,14 @@ def cmd_separate(args):
     # Everything cheap is checked before loading the model: inputs, outputs, flags; the stems
     # of a zoo name come from the registry, those of a file once it is loaded (before any work).
     name = args.model
-    if not str(name).endswith((".keras", ".th")):
-        try:
-            stems, error = _final_stems(zoo.registry.stems(name), args)
-        except KeyError as exc:
-            return _fail(2, exc.args[0])
-        error = error or _check_existing(files, args.output, stems, args.format, args.overwrite)
-        if error:
-            return _fail(*error)
+    error = None if str(name).endswith((".keras", ".th")) else _check_zoo_stems(name, files, args)
+    if error:
+        return _fail(*error)
     try:
         model = zoo.load(name, weights=args.weights)
     except (zoo.WeightsError, FileNotFoundError, ValueError) as exc:
         return _fail(1, exc)
-    stems, error = _final_stems(model.stems, args)
-    error = error or _check_existing(files, args.output, stems, args.format, args.overwrite)
+    stems, error = _plan_stems(model.stems, files, args)
     if error:
         return _fail(*error)
     from kerasep import audio, diskaudio, inference
@@ -214,28 +227,22 @@ def _onnx_model_path(name, weights):
 def _separate_onnx(args, files):
     """``kerasep separate --backend onnx``: the standalone onnxruntime runner (no TensorFlow
     at inference time)."""
-    from kerasep import zoo
     from kerasep.export import runner
 
     if args.shifts:
         return _fail(2, "--shifts is not available with --backend onnx (use --backend keras)")
     name = args.model
-    if not str(name).endswith((".onnx", ".keras")):  # zoo name: stems and outputs checked before the export
-        try:
-            stems, error = _final_stems(zoo.registry.stems(name), args)
-        except KeyError as exc:
-            return _fail(2, exc.args[0])
-        error = error or _check_existing(files, args.output, stems, args.format, args.overwrite)
-        if error:
-            return _fail(*error)
+    # a zoo name: stems and outputs checked before the (first run's) export
+    error = None if str(name).endswith((".onnx", ".keras")) else _check_zoo_stems(name, files, args)
+    if error:
+        return _fail(*error)
     try:
         model = runner.OnnxSeparator(_onnx_model_path(name, args.weights))
     except KeyError as exc:
         return _fail(2, exc.args[0])
     except (runner.RunnerError, ValueError, FileNotFoundError, RuntimeError) as exc:
         return _fail(1, exc)
-    stems, error = _final_stems(model.targets, args)
-    error = error or _check_existing(files, args.output, stems, args.format, args.overwrite)
+    stems, error = _plan_stems(model.targets, files, args)
     if error:
         return _fail(*error)
     failures = 0

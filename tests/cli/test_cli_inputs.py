@@ -66,6 +66,12 @@ def test_folder_input_top_level_by_default_and_glob(tiny_keras, clip, tmp_path, 
     assert run_cli("separate", songs, "--glob", "**/*.wav", "-m", tiny_keras, "-o", out2, "-q") == 0
     assert "2 audio file(s) found (--glob '**/*.wav')" in capsys.readouterr().err
     assert sorted({p.split("/")[0] for p in files_under(out2)}) == ["b", "c"]
+    # an output folder inside the input folder: its stems are not inputs of the next run
+    inside = songs / "separated"
+    for _ in range(2):
+        assert run_cli("separate", songs, "--glob", "**/*.wav", "-m", tiny_keras, "-o", inside, "-q",
+                       "--overwrite") == 0
+        assert "2 audio file(s) found" in capsys.readouterr().err
 
 
 def test_folder_without_audio_is_a_clear_error(tiny_keras, tmp_path, capsys):
