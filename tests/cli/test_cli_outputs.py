@@ -147,3 +147,19 @@ def test_exports_get_the_umask_mode(tmp_path, umask022):
     assert modes["."] == 0o755 and modes["saved_model.pb"] == 0o644 and modes["variables"] == 0o755
     assert set(modes.values()) == {0o644, 0o755}
     assert all(m == 0o644 for k, m in modes.items() if (saved / k).is_file())
+
+
+def test_standalone_runner_takes_the_same_output_flags(models, song, tmp_path, capsys, umask022):
+    """python -m kerasep.export.runner (and its run_onnx.py copy): --format mp3/ogg, --bitrate,
+    --quality, --stems as `kerasep separate --backend onnx`."""
+    from kerasep.export import runner
+
+    out = tmp_path / "out"
+    assert runner.main([str(models["onnx"]), str(song), "-o", str(out), "-q", "--format", "mp3",
+                        "--bitrate", "192k", "--stems", "vocals"]) == 0
+    assert listing(out) == ["song", "song/vocals.mp3"]
+    assert abs(bitrate(out / "song" / "vocals.mp3") - 192000) < 0.03 * 192000
+    assert (out / "song" / "vocals.mp3").stat().st_mode & 0o777 == 0o644
+    assert runner.main([str(models["onnx"]), str(song), "-o", str(out), "--format", "ogg", "--bitrate", "192k"]) == 1
+    assert "--bitrate: Ogg Vorbis" in capsys.readouterr().err
+    assert listing(out) == ["song", "song/vocals.mp3"]
