@@ -55,6 +55,12 @@ setup(
             # demucs 4.1.0's Demucs class (+ julius, einops); no torchaudio (only its `train` extra).
             # demucs 2.0.3's model.py is fetched by the tests themselves (tests/reference).
             "demucs==4.1.0",
+            # lucidrains' band-split RoFormers at the version whose state-dict layout the public
+            # MSST checkpoints use (1.x changed the architecture); pulls beartype, rotary-embedding-torch
+            "BS-RoFormer==0.3.10",
+            "rotary-embedding-torch<0.10",
+            # property-based hostile-input tests
+            "hypothesis",
             # openunmix 1.3.0 is NOT listed: its torchaudio requirement breaks torch 2.13. The
             # tests take it as a sha256-checked `pip download --no-deps` wheel (pure Python,
             # imported from the zip; tests/reference/openunmix_ref.py), or use a copy installed
