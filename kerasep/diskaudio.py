@@ -132,18 +132,20 @@ def resample_to_disk(src, orig_sr, target_sr, directory=None, block=_audio.BLOCK
     return out
 
 
-def decode_to_disk(path, directory=None, sample_rate=44100, nb_channels=2, downmix=False):
+def decode_to_disk(path, directory=None, sample_rate=44100, nb_channels=2, downmix=False,
+                   allow_truncated=False):
     """:func:`kerasep.audio.load` into a :class:`DiskArray`, in bounded memory.
 
     The file is decoded block by block (each block checked for NaN/inf and mapped to
     ``nb_channels`` as :func:`kerasep.audio.load` does), then resampled block by block when its
     rate differs from ``sample_rate``. Same errors as :func:`kerasep.audio.load`; on an error no
-    temporary file is left behind.
+    temporary file is left behind. A file that decodes shorter than its container declares is
+    an :class:`~kerasep.audio.AudioError` naming both lengths unless ``allow_truncated``.
     """
     sample_rate = check_rate(sample_rate, "sample_rate")
     nb_channels = check_nb_channels(nb_channels)
     spath = check_path(path)
-    rate, _, blocks = decode_blocks(spath)
+    rate, _, blocks = decode_blocks(spath, allow_truncated=allow_truncated)
     raw = DiskArray.zeros(0, nb_channels or 2, directory)
     try:
         for block in blocks:

@@ -82,8 +82,8 @@ def global_sdr(reference, estimate, eps=1e-7):
     all samples and channels of arrays ``(nb_timesteps, nb_channels)``."""
     s = np.asarray(reference, np.float64)
     e = np.asarray(estimate, np.float64)
-    n = min(len(s), len(e))
-    s, e = s[:n], e[:n]
+    if s.shape != e.shape:
+        raise ValueError(f"global_sdr: the estimate's shape {e.shape} differs from the reference's {s.shape}")
     return float(10 * np.log10((np.sum(s * s) + eps) / (np.sum((s - e) ** 2) + eps)))
 
 
@@ -100,19 +100,52 @@ def complete_estimates(estimates, mixture):
     return est
 
 
-def evaluate_track(track, estimates, win=1.0, hop=1.0):
+def check_estimate(name, estimate, reference_shape, rate=44100, pad=False, crop=False):
+    """``estimate`` as a float32 ``(nb_timesteps, nb_channels)`` array matching the reference's
+    ``reference_shape``, checked before any scoring: the rank, the channel count (a
+    ``(nb_channels, nb_timesteps)`` array is named as such), then the length; a shorter estimate
+    is zero-padded only with ``pad``, a longer one cropped only with ``crop`` (else ValueError
+    giving both lengths)."""
+    v = np.asarray(estimate)
+    n, channels = int(reference_shape[0]), int(reference_shape[1])
+    if v.dtype.kind not in "fiu" or v.ndim != 2:
+        raise ValueError(f"estimate {name!r}: expected a float array (nb_timesteps, {channels}), "
+                         f"found dtype {v.dtype} and shape {v.shape}")
+    if v.shape[1] != channels:
+        transposed = v.shape[0] == channels
+        raise ValueError(f"estimate {name!r}: expected shape (nb_timesteps, nb_channels) = ({n}, {channels}), "
+                         f"found {v.shape}" + ("; it looks like (nb_channels, nb_timesteps): pass its transpose"
+                                                if transposed else ""))
+    v = v.astype(np.float32, copy=False)
+    if len(v) < n:
+        if not pad:
+            raise ValueError(f"estimate {name!r}: {len(v)} timesteps ({len(v) / rate:.3f} s), the reference has {n} "
+                             f"({n / rate:.3f} s): {n - len(v)} short; pass {_option('pad')} to zero-pad it")
+        v = np.concatenate([v, np.zeros((n - len(v), channels), np.float32)])
+    elif len(v) > n:
+        if not crop:
+            raise ValueError(f"estimate {name!r}: {len(v)} timesteps ({len(v) / rate:.3f} s), the reference has {n} "
+                             f"({n / rate:.3f} s): {len(v) - n} too many; pass {_option('crop')} to crop it")
+        v = v[:n]
+    return v
+
+
+def _option(keyword):
+    from kerasep.export.runner import option
+
+    return option(keyword)
+
+
+def evaluate_track(track, estimates, win=1.0, hop=1.0, pad=False, crop=False):
     """museval's BSSEval v4 scores (a ``museval.TrackStore``) and the MDX SDRs
     ``{target: dB}`` of ``estimates`` ``{target: (nb_timesteps, nb_channels)}`` for a musdb
-    track (estimates are cropped/zero-padded to the track's length, as museval does)."""
+    track. Each estimate is checked against the track (:func:`check_estimate`): its shape, and its
+    length, zero-padded only with ``pad`` and cropped only with ``crop``."""
     import museval
 
-    n = len(track.audio)
-    fixed = {}
-    for k, v in estimates.items():
-        v = np.asarray(v, np.float32)
-        if len(v) < n:
-            v = np.concatenate([v, np.zeros((n - len(v), v.shape[1]), np.float32)])
-        fixed[k] = v[:n]
+    shape = np.shape(track.audio)
+    rate = int(getattr(track, "rate", 44100))
+    fixed = {k: check_estimate(k, v, shape, rate, pad=pad, crop=crop) for k, v in estimates.items()}
     scores = museval.eval_mus_track(track, fixed, output_dir=None, win=win, hop=hop)
     mdx = {k: global_sdr(track.targets[k].audio, v) for k, v in fixed.items() if k in track.targets}
     return scores, mdx
@@ -239,7 +272,9 @@ def evaluate(
         if rate != model.sample_rate:
             est = {k: _audio.resample(v, model.sample_rate, rate) for k, v in est.items()}
         est = complete_estimates(est, mix)
-        store, sdrs = evaluate_track(track, est)
+        # resampling back to the track's rate may round the length by a sample or two: only then
+        resampled = rate != model.sample_rate
+        store, sdrs = evaluate_track(track, est, pad=resampled, crop=resampled)
         _atomic_write(out / subset / f"{track.name}.json", store.json)
         stores.append(store)
         mdx[track.name] = sdrs

@@ -39,7 +39,7 @@ from kerasep.audio.decode import (  # noqa: F401
     load,
     load_with_rate,
 )
-from kerasep.audio.write import SAVE_FORMATS, save, save_blocks
+from kerasep.audio.write import SAVE_FORMATS, save, save_blocks, save_stems
 
 # Last: importing the submodules above binds ``kerasep.audio.resample`` to the module
 # kerasep/audio/resample.py; the public name is the function.
@@ -55,6 +55,7 @@ __all__ = [
     "check_audio",
     "save",
     "save_blocks",
+    "save_stems",
     "info",
     "SAVE_FORMATS",
 ]

@@ -23,12 +23,14 @@ import re
 import shutil
 import subprocess
 import tempfile
+import warnings
 from typing import Optional, Tuple
 
 import numpy as np
 import soundfile
 
 from kerasep.audio.resample import resample
+from kerasep.export.runner import option, truncation_message, truncation_tolerance, wav_declared_frames
 from kerasep.audio.validate import (
     AudioError,
     PathLike,
@@ -254,8 +256,46 @@ def _ffmpeg_guarded(path, start, duration, why, block, soundfile_error=None):
     return rate, channels, guarded()
 
 
+def _checked(blocks, path: str, rate: int, expected: Optional[int], allow_truncated: bool):
+    """``blocks`` passed through, then their total checked against the ``expected`` samples
+    the container declares: a shortfall beyond the codec's slack
+    (:func:`~kerasep.export.runner.truncation_tolerance`), or a decode failing mid-stream, is an
+    :class:`AudioError` naming both numbers, or with ``allow_truncated`` a warning (what decoded
+    is kept)."""
+    n = 0
+    try:
+        for b in blocks:
+            n += len(b)
+            yield b
+    except AudioError as e:
+        if not n:
+            raise
+        if not allow_truncated:
+            raise AudioError(f"{e}; it fails after {n / rate:.2f} s"
+                             + ("" if expected is None else f" of the declared {expected / rate:.2f} s")
+                             + f": pass {option('allow_truncated')} to keep the part that decodes") from None
+        warnings.warn(f"{path}: damaged: decoding stopped after {n / rate:.2f} s ({e}); kept what decoded "
+                      f"({option('allow_truncated')})", UserWarning, stacklevel=2)
+        return
+    if expected is not None and expected > 0 and n < expected - truncation_tolerance(expected, rate):
+        if not allow_truncated:
+            raise AudioError(truncation_message(path, n, expected, rate))
+        warnings.warn(f"{path}: truncated: decoded {n / rate:.2f} s of the declared {expected / rate:.2f} s; "
+                      f"kept what decoded ({option('allow_truncated')})", UserWarning, stacklevel=2)
+
+
+def _expected(declared: Optional[int], rate: int, start: float, duration: Optional[float]) -> Optional[int]:
+    """The samples a read of ``[start, start + duration)`` should give, from the declared total."""
+    if declared is None or declared <= 0:
+        return None
+    left = declared - int(round(start * rate))
+    if duration is not None:
+        left = min(left, max(1, int(round(duration * rate))))
+    return left if left > 0 else None
+
+
 def decode_blocks(path: str, start: float = 0.0, duration: Optional[float] = None,
-                   block: int = BLOCK_TIMESTEPS):
+                   block: int = BLOCK_TIMESTEPS, allow_truncated: bool = False):
     """Decode ``path`` at its own rate and channel count, block by block.
 
     ``path`` is a ``str`` (e.g. from :func:`check_path`); ``start`` and ``duration`` are in
@@ -267,10 +307,28 @@ def decode_blocks(path: str, start: float = 0.0, duration: Optional[float] = Non
     and :func:`kerasep.audio.validate.adapt_channels`). soundfile reads what libsndfile
     understands; MP4-family containers go to ffmpeg, which is also the fallback when soundfile
     cannot open a file. Errors are :class:`AudioError` naming the file.
+
+    The decoded length is checked against the one the container declares (a WAV header's data
+    size, libsndfile's frame count for FLAC and MP3, ffprobe's duration for the rest): a file
+    that decodes short, or fails mid-stream, raises :class:`AudioError` with both numbers when
+    the iterator ends, unless ``allow_truncated`` (then a :class:`UserWarning`, and what decoded
+    is kept).
     """
+    rate, channels, blocks, declared = _decode_blocks(path, start, duration, block)
+    return rate, channels, _checked(blocks, path, rate, _expected(declared, rate, start, duration), allow_truncated)
+
+
+def _ffmpeg_declared(path, start, duration, why, block, soundfile_error=None):
+    rate, channels, blocks = _ffmpeg_guarded(path, start, duration, why, block, soundfile_error)
+    meta_duration = _ffprobe(path, why).get("duration")
+    declared = None if meta_duration is None else int(round(meta_duration * rate))
+    return rate, channels, blocks, declared
+
+
+def _decode_blocks(path, start, duration, block):
     ext = os.path.splitext(path)[1].lower()
     if ext in FFMPEG_EXTENSIONS:
-        return _ffmpeg_guarded(path, start, duration, f"decoding '{ext}' files uses ffmpeg", block)
+        return _ffmpeg_declared(path, start, duration, f"decoding '{ext}' files uses ffmpeg", block)
     try:
         f = soundfile.SoundFile(path)
         try:
@@ -287,18 +345,21 @@ def decode_blocks(path: str, start: float = 0.0, duration: Optional[float] = Non
     else:
         if duration == 0.0:  # start past the end
             f.close()
-            return f.samplerate, f.channels, iter(())
-        return f.samplerate, f.channels, _soundfile_blocks(f, path, duration, block)
+            return f.samplerate, f.channels, iter(()), None
+        declared = wav_declared_frames(path)
+        declared = declared if declared is not None else (f.frames if 0 < f.frames < 1 << 62 else None)
+        return f.samplerate, f.channels, _soundfile_blocks(f, path, duration, block), declared
     if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
         raise AudioError(
             f"{path}: {_UNDECODABLE} (soundfile: {sf_error}); ffmpeg, the fallback decoder, "
             "was not found on the PATH (install ffmpeg to read more formats)"
         )
-    return _ffmpeg_guarded(path, start, duration, "the fallback decoder is ffmpeg", block, sf_error)
+    return _ffmpeg_declared(path, start, duration, "the fallback decoder is ffmpeg", block, sf_error)
 
 
-def _decode(path: str, start: float, duration: Optional[float]) -> Tuple[np.ndarray, int]:
-    rate, channels, blocks = decode_blocks(path, start, duration)
+def _decode(path: str, start: float, duration: Optional[float],
+            allow_truncated: bool = False) -> Tuple[np.ndarray, int]:
+    rate, channels, blocks = decode_blocks(path, start, duration, allow_truncated=allow_truncated)
     parts = list(blocks)
     if not parts:
         return np.zeros((0, channels), np.float32), rate
@@ -313,6 +374,7 @@ def load_with_rate(
     downmix: bool = False,
     start: float = 0.0,
     duration: Optional[float] = None,
+    allow_truncated: bool = False,
 ) -> Tuple[np.ndarray, int]:
     """Decode an audio file; return the waveform and its sample rate.
 
@@ -337,6 +399,10 @@ def load_with_rate(
     duration : float or None
         Seconds to read from ``start``; ``None`` reads to the end. A file that ends earlier
         returns what it has.
+    allow_truncated : bool
+        Accept a file that decodes shorter than its container declares (cut or damaged), with
+        a warning, keeping what decodes. Without it that is an :class:`AudioError` giving both
+        lengths.
 
     Returns
     -------
@@ -374,7 +440,7 @@ def load_with_rate(
             )
     spath = check_path(path)
 
-    audio, rate = _decode(spath, start, duration)
+    audio, rate = _decode(spath, start, duration, allow_truncated)
     if audio.shape[0] == 0:
         where = f" after start={start:g} s" if start > 0 else ""
         raise AudioError(f"{spath}: contains no audio samples{where} (0 timesteps)")
@@ -393,6 +459,7 @@ def load(
     downmix: bool = False,
     start: float = 0.0,
     duration: Optional[float] = None,
+    allow_truncated: bool = False,
 ) -> np.ndarray:
     """Decode an audio file to a ``float32`` array of shape ``(nb_timesteps, nb_channels)``.
 
@@ -412,6 +479,7 @@ def load(
         downmix=downmix,
         start=start,
         duration=duration,
+        allow_truncated=allow_truncated,
     )[0]
 
 

@@ -16,6 +16,13 @@ from typing import Optional, Union
 
 import numpy as np
 
+
+def _option(keyword):
+    """``--downmix`` when a command line is running, ``downmix=True`` in Python."""
+    from kerasep.export.runner import option
+
+    return option(keyword)
+
 __all__ = [
     "AudioError",
     "check_rate",
@@ -117,7 +124,7 @@ def adapt_channels(
         if not downmix:
             raise AudioError(
                 f"{name}: expected 1 or 2 channels, found {found}; "
-                "pass downmix=True to mix down to stereo (channels are averaged)"
+                f"pass {_option('downmix')} to mix down to stereo (channels are averaged)"
             )
         audio = audio.mean(axis=1, keepdims=True, dtype=np.float64).astype(np.float32)
         found = 1

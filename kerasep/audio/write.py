@@ -14,15 +14,15 @@ no bitrate setting in libsndfile); the mapping is :func:`kerasep.export.runner.e
 
 from __future__ import annotations
 
+import errno
 import os
-import secrets
 import warnings
 from typing import Optional
 
 import numpy as np
 import soundfile
 
-from kerasep.export.runner import OUTPUT_FORMATS, RunnerError, current_umask, encoder_options
+from kerasep.export.runner import OUTPUT_FORMATS, OutputSet, RunnerError, encoder_options, write_failure
 from kerasep.audio.validate import (
     AudioError,
     PathLike,
@@ -32,7 +32,7 @@ from kerasep.audio.validate import (
     check_rate,
 )
 
-__all__ = ["save", "save_blocks", "SAVE_FORMATS"]
+__all__ = ["save", "save_blocks", "save_stems", "SAVE_FORMATS"]
 
 #: Formats :func:`save` writes: extension -> (soundfile format, allowed subtypes, default subtype).
 SAVE_FORMATS = {f".{name}": spec for name, spec in OUTPUT_FORMATS.items()}
@@ -99,60 +99,32 @@ def _check_output(path, subtype, sample_rate):
 def _atomic_write(spath: str, fmt: str, overwrite: bool, write) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``spath``, fsync it and rename it onto
     ``spath``; on any failure (``write`` raising included) the temporary file is removed and an
-    existing ``spath`` is left untouched."""
-    if os.path.isdir(spath):
-        raise AudioError(f"{spath}: expected a file path, found a directory")
-    if os.path.lexists(spath) and not overwrite:
-        raise _exists_error(spath)
-    directory = os.path.dirname(os.path.abspath(spath))
-    try:
-        os.makedirs(directory, exist_ok=True)
-    except OSError as e:
-        raise AudioError(f"{spath}: cannot create directory {directory}: {e.strerror or e}") from e
+    existing ``spath`` is left untouched (:func:`_atomic_write_all` of one file)."""
+    _atomic_write_all({spath: (fmt, write)}, overwrite)
 
-    base = os.path.basename(spath)
-    tmp = None
+
+def _atomic_write_all(outputs, overwrite: bool) -> None:
+    """``outputs`` ``{path: (format, write)}``: every ``write(tmp)`` to a temporary file beside
+    its path (``.<name>.kerasep-<pid>-<start>-<random>.tmp``), then all renamed into place
+    together (:class:`kerasep.export.runner.OutputSet`): on any failure every temporary is
+    removed and nothing that was there changes. OS errors are said in words ("no space left on
+    device while writing PATH")."""
+    for spath in outputs:
+        if os.path.isdir(spath):
+            raise AudioError(f"{spath}: expected a file path, found a directory")
+        if os.path.lexists(spath) and not overwrite:
+            raise _exists_error(spath)
     try:
-        # Create the temporary file ourselves (O_EXCL, mode 0o666 minus umask) so it gets the
-        # same permissions a plain open() would give the target.
-        for _ in range(100):
-            candidate = os.path.join(directory, f".{base}.{secrets.token_hex(4)}.tmp")
-            try:
-                fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            except FileExistsError:
-                continue
-            os.close(fd)
-            tmp = candidate
-            break
-        else:  # pragma: no cover - 100 random-name collisions
-            raise AudioError(f"{spath}: could not create a temporary file in {directory}")
-        write(tmp)
-        _fsync_path(tmp)
-        os.chmod(tmp, 0o666 & ~current_umask())  # soundfile may have recreated it with its own mode
-        if overwrite:
-            os.replace(tmp, spath)
-        else:
-            # os.link fails if the target appeared meanwhile: no overwrite even in a race.
-            try:
-                os.link(tmp, spath)
-            except FileExistsError:
-                raise _exists_error(spath) from None
-            except OSError:  # filesystem without hard links
-                if os.path.lexists(spath):
-                    raise _exists_error(spath) from None
-                os.replace(tmp, spath)
-            else:
-                os.unlink(tmp)
-        tmp = None
-        _fsync_path(directory, directory=True)
-    except (OSError, RuntimeError) as e:
-        raise AudioError(f"{spath}: could not write {fmt} file: {e}") from e
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+        with OutputSet({p: p for p in outputs}, overwrite, error=AudioError) as temps:
+            for spath, (fmt, write) in outputs.items():
+                try:
+                    write(str(temps[spath]))
+                except (OSError, RuntimeError) as e:  # soundfile's LibsndfileError is a RuntimeError
+                    raise AudioError(write_failure(e, spath, f"{fmt} file")) from e
+    except AudioError as e:
+        if "output exists" in str(e) and not overwrite:
+            raise _exists_error(next(p for p in outputs if os.path.lexists(p))) from None
+        raise
 
 
 def save(
@@ -242,14 +214,55 @@ def save_blocks(
     temporary file, which replaces ``path`` only once every block is written: an invalid block
     leaves nothing behind. Same formats, subtypes, atomicity and errors as :func:`save`.
     """
+    spath, fmt, write, clipped = _blocks_writer(path, blocks, sample_rate, nb_channels, subtype, bitrate, quality)
+    _atomic_write(spath, fmt, overwrite, write)
+    _warn_clipped(spath, clipped[0], subtype)
+    return spath
+
+
+def save_stems(
+    paths,
+    blocks,
+    sample_rate: int,
+    nb_channels: int,
+    subtype: Optional[str] = None,
+    overwrite: bool = False,
+    bitrate=None,
+    quality: Optional[float] = None,
+) -> dict:
+    """:func:`save_blocks` for a song's stems, all or nothing: ``paths`` ``{stem: path}``,
+    ``blocks`` ``{stem: iterable of blocks}``. Each stem is written to a temporary file beside
+    its path; they are renamed into place together only once every one is complete, and on any
+    failure (invalid samples, a full disk, an interrupt) all are removed and nothing that was
+    there changes. Returns ``{stem: path}``."""
+    writers, clipped = {}, {}
+    for stem, path in paths.items():
+        spath, fmt, write, count = _blocks_writer(path, blocks[stem], sample_rate, nb_channels, subtype,
+                                                  bitrate, quality)
+        writers[spath] = (fmt, write)
+        clipped[spath] = count
+    _atomic_write_all(writers, overwrite)
+    for spath, count in clipped.items():
+        _warn_clipped(spath, count[0], subtype)
+    return {stem: os.fsdecode(os.fspath(p)) for stem, p in paths.items()}
+
+
+def _warn_clipped(spath, nb_clipped, subtype):
+    if nb_clipped:
+        warnings.warn(f"{spath}: clipping {nb_clipped} samples outside [-1, 1] for {subtype} output",
+                      UserWarning, stacklevel=3)
+
+
+def _blocks_writer(path, blocks, sample_rate, nb_channels, subtype, bitrate, quality):
+    """``(path, format, write(tmp), [nb_clipped])`` for :func:`save_blocks`, checked before
+    anything touches the disk."""
     spath, fmt, subtype, sample_rate = _check_output(path, subtype, sample_rate)
     options = _encoder(spath, sample_rate, bitrate, quality)
     nb_channels = check_nb_channels(nb_channels)
     name = f"audio to save to {spath}"
-    nb_clipped = 0
+    clipped_count = [0]
 
     def write(tmp):
-        nonlocal nb_clipped
         offset = 0
         with soundfile.SoundFile(tmp, "w", sample_rate, nb_channels, subtype=subtype, format=fmt, **options) as f:
             for block in blocks:
@@ -261,15 +274,12 @@ def save_blocks(
                 if subtype != "FLOAT":
                     clipped = np.abs(block) > 1.0
                     if clipped.any():
-                        nb_clipped += int(np.count_nonzero(clipped))
+                        clipped_count[0] += int(np.count_nonzero(clipped))
                         block = np.clip(block, -1.0, 1.0)
-                f.write(block)
+                if f.write(block) not in (None, len(block)):
+                    raise OSError(errno.EIO, "short write")
                 offset += len(block)
         if offset == 0:
             raise AudioError(f"{name}: contains no audio (0 timesteps)")
 
-    _atomic_write(spath, fmt, overwrite, write)
-    if nb_clipped:
-        warnings.warn(f"{spath}: clipping {nb_clipped} samples outside [-1, 1] for {subtype} output",
-                      UserWarning, stacklevel=2)
-    return spath
+    return spath, fmt, write, clipped_count

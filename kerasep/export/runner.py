@@ -29,9 +29,13 @@ and output naming (:func:`output_paths`) have this one implementation: the rest 
 imports them from here.
 """
 import argparse
+import errno
 import json
 import math
 import os
+import re
+import secrets
+import shutil
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -132,6 +136,24 @@ class OnnxSeparator:
             raise RunnerError(f"{path}: outputs {outputs} do not match the declared targets {self.targets}")
         self.chunk_alignment = int(meta.get("kerasep.chunk_alignment", 1))
         self.chunk_context = int(meta["kerasep.chunk_context"]) if "kerasep.chunk_context" in meta else None
+        #: The declared input shape: an int where a dimension is fixed, None where it is free.
+        self.input_shape = [d if isinstance(d, int) and d > 0 else None for d in (inputs[0].shape or [])]
+        if len(self.input_shape) != 3 or self.input_shape[1] not in (None, self.nb_channels):
+            raise RunnerError(f"{path}: input 'waveform' is declared with shape {inputs[0].shape}, expected "
+                              f"(batch, {self.nb_channels}, nb_timesteps)")
+
+    def check_feed(self, shapes, what="this input"):
+        """RunnerError before any work when a fixed dimension of the model's input does not take
+        one of ``shapes`` (the ``(batch, nb_channels, nb_timesteps)`` it would be fed)."""
+        for shape in shapes:
+            for axis, (want, got) in enumerate(zip(self.input_shape, shape)):
+                if want is not None and want != got:
+                    raise RunnerError(
+                        f"{self.path}: its input 'waveform' is fixed to shape "
+                        f"{[d if d is not None else '?' for d in self.input_shape]} (axis {axis}: {want}), but "
+                        f"{what} would be fed as {tuple(shape)}; export the model with a free time axis "
+                        f"(kerasep export does), or pass --chunk-seconds to match "
+                        f"{want / self.sample_rate:g} s")
 
     def check_input(self, waveform):
         """Validate a model input ``(batch, nb_channels, nb_timesteps)`` float32 array."""
@@ -155,6 +177,7 @@ class OnnxSeparator:
     def __call__(self, waveform):
         """``(batch, nb_channels, nb_timesteps)`` float32 → ``{target: same shape}``."""
         self.check_input(waveform)
+        self.check_feed([waveform.shape], "the waveform")
         outs = self.session.run(None, {"waveform": np.ascontiguousarray(waveform)})
         return dict(zip([o.name for o in self.session.get_outputs()], outs))
 
@@ -193,20 +216,36 @@ def crossfade_weights(s, e, plan, k):
     return w
 
 
+def _plan(model, n, chunk_seconds=None):
+    """``(exact, context, plan)`` of :func:`iter_separate` for ``n`` timesteps."""
+    exact = model.chunk_context is not None
+    if chunk_seconds is None:
+        chunk_seconds = DEFAULT_CHUNK_SECONDS if exact else DEFAULT_CROSSFADE_CHUNK_SECONDS
+    try:
+        chunk_seconds = float(chunk_seconds)
+    except (TypeError, ValueError):
+        chunk_seconds = float("nan")
+    if not 0 < chunk_seconds < float("inf"):
+        raise RunnerError(f"{option_name('chunk_seconds')}: "
+                          f"expected a finite number of seconds > 0. Received: {chunk_seconds}")
+    rate = model.sample_rate
+    context = model.chunk_context if exact else int(round(DEFAULT_CONTEXT_SECONDS * rate))
+    return exact, context, plan_chunks(n, max(1, int(chunk_seconds * rate)), context, model.chunk_alignment)
+
+
+def feed_shapes(model, n, chunk_seconds=None):
+    """The distinct ``(1, nb_channels, m)`` arrays :func:`iter_separate` feeds ``model`` for an
+    input of ``n`` timesteps."""
+    return sorted({(1, model.nb_channels, e - s) for _, _, s, e in _plan(model, n, chunk_seconds)[2]})
+
+
 def iter_separate(model, mix, chunk_seconds=None, progress=False):
     """Separate ``mix`` ``(nb_timesteps, nb_channels)`` float32 at the model's rate chunk by
     chunk. Yields ``(start, {target: (n, nb_channels)})`` blocks in order that tile the input
     exactly (constant memory in the input length)."""
     n = mix.shape[0]
     rate = model.sample_rate
-    exact = model.chunk_context is not None
-    if chunk_seconds is None:
-        chunk_seconds = DEFAULT_CHUNK_SECONDS if exact else DEFAULT_CROSSFADE_CHUNK_SECONDS
-    chunk_seconds = float(chunk_seconds)
-    if not chunk_seconds > 0:
-        raise RunnerError(f"chunk_seconds must be > 0. Received: {chunk_seconds}")
-    context = model.chunk_context if exact else int(round(DEFAULT_CONTEXT_SECONDS * rate))
-    plan = plan_chunks(n, int(chunk_seconds * rate), context, model.chunk_alignment)
+    exact, context, plan = _plan(model, n, chunk_seconds)
     bar = _progress(n / rate) if progress else None
     base, buf = 0, {}  # crossfade: output from `base` on that later chunks still add to
     try:
@@ -283,23 +322,112 @@ def resample(audio, orig_sr, target_sr):
     return np.ascontiguousarray(y[:n_out], dtype=np.float32)
 
 
-def load_audio(path, sample_rate, nb_channels):
+#: Which interface error messages name options for: ``"python"`` (keywords, ``downmix=True``) or
+#: ``"cli"`` (flags, ``--downmix``); a command's ``main`` sets ``"cli"`` while it runs.
+INTERFACE = {"name": "python"}
+
+
+def option(keyword, value=True):
+    """How the user of the interface in use says ``keyword=value``: ``--allow-truncated`` on the
+    command line (:data:`INTERFACE`), ``allow_truncated=True`` in Python."""
+    if INTERFACE["name"] == "cli":
+        flag = "--" + keyword.replace("_", "-")
+        return flag if value is True else f"{flag} {value}"
+    return f"{keyword}={value!r}"
+
+
+def option_name(keyword):
+    """``--chunk-seconds`` on the command line, ``chunk_seconds`` in Python."""
+    return "--" + keyword.replace("_", "-") if INTERFACE["name"] == "cli" else keyword
+
+
+def wav_declared_frames(path):
+    """The frames a RIFF/WAVE file's header declares (its data chunk's size over the block
+    alignment), or None (not a plain WAV, or a streaming size of 0 / 0xFFFFFFFF). libsndfile
+    and ffprobe both report the frames actually present, so a cut WAV is told only by this."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            align = None
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return None
+                cid, size = chunk[:4], int.from_bytes(chunk[4:], "little")
+                if cid == b"fmt ":
+                    fmt = f.read(size)
+                    align = int.from_bytes(fmt[12:14], "little") if len(fmt) >= 14 else None
+                    if size % 2:
+                        f.seek(1, 1)
+                elif cid == b"data":
+                    return None if not align or size in (0, 0xFFFFFFFF) else size // align
+                else:
+                    f.seek(size + size % 2, 1)
+    except OSError:
+        return None
+
+
+def truncation_tolerance(declared, rate):
+    """Samples a decode may fall short of the declared length (decoder delay and padding of
+    lossy codecs, container rounding): 0.1 s plus 0.2 %."""
+    return int(0.1 * rate + 0.002 * declared)
+
+
+def truncation_message(path, decoded, declared, rate):
+    return (f"{path}: truncated or damaged: decoded {decoded / rate:.2f} s ({decoded} samples at {rate} Hz) "
+            f"but the file declares {declared / rate:.2f} s ({declared} samples); "
+            f"pass {option('allow_truncated')} to separate the part that decodes")
+
+
+def _declared_frames(path, info):
+    """The frames ``path`` declares: its WAV header's, else soundfile's (the FLAC STREAMINFO,
+    an MP3's Xing/LAME header or its size over the bitrate)."""
+    frames = wav_declared_frames(path)
+    return frames if frames is not None else (info.frames if info.frames > 0 else None)
+
+
+def load_audio(path, sample_rate, nb_channels, allow_truncated=False):
     """Decode ``path`` with soundfile → ``(nb_timesteps, nb_channels)`` float32 at ``sample_rate``.
-    Mono input is duplicated to stereo models; other channel mismatches are errors."""
+    Mono input is duplicated to stereo models; other channel mismatches are errors. A file that
+    decodes shorter than it declares (or fails mid-stream) is an error unless
+    ``allow_truncated``, which keeps what decodes."""
     import soundfile as sf
 
     path = Path(path)
+    if path.is_dir():
+        raise RunnerError(f"{path}: expected an audio file, found a folder")
     if not path.is_file():
         raise RunnerError(f"no such input file: {path}")
     try:
-        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        f = sf.SoundFile(str(path))
     except Exception as exc:
         raise RunnerError(
             f"{path}: cannot decode with soundfile ({exc}); readable formats: "
             f"{', '.join(READABLE)} (convert others with ffmpeg)"
         ) from None
+    with f:
+        rate, declared = f.samplerate, _declared_frames(str(path), f)
+        parts, n = [], 0
+        while True:
+            try:
+                block = f.read(1 << 18, dtype="float32", always_2d=True)
+            except Exception as exc:
+                if allow_truncated and n:
+                    break
+                more = "" if declared is None else f" after {n / rate:.2f} s of the declared {declared / rate:.2f} s"
+                raise RunnerError(f"{path}: damaged or truncated: decoding failed{more} ({exc}); "
+                                  f"pass {option('allow_truncated')} to separate the part that decodes") from None
+            if not len(block):
+                break
+            parts.append(block)
+            n += len(block)
+    audio = np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
     if audio.shape[0] == 0:
         raise RunnerError(f"{path}: no samples")
+    if declared is not None and not allow_truncated and n < declared - truncation_tolerance(declared, rate):
+        raise RunnerError(truncation_message(path, n, declared, rate))
     if not np.isfinite(audio).all():
         raise RunnerError(f"{path}: non-finite samples (NaN or inf)")
     if audio.shape[1] != nb_channels:
@@ -315,7 +443,8 @@ def load_audio(path, sample_rate, nb_channels):
 class FileAudio:
     """A file read lazily, chunk by chunk: ``audio[s:e]`` → ``(e - s, nb_channels)`` float32
     (mono duplicated). Used for wav/flac/aiff at the model's rate, whose seeking is exact, so a
-    long input is never held in memory whole."""
+    long input is never held in memory whole. A read that comes back short (a file cut after
+    its header was written) raises :class:`RunnerError`."""
 
     SEEKABLE = (".wav", ".flac", ".aiff", ".aif")
 
@@ -328,8 +457,14 @@ class FileAudio:
 
     def __getitem__(self, index):
         start, stop, _ = index.indices(self.shape[0])
-        self.file.seek(start)
-        block = self.file.read(stop - start, dtype="float32", always_2d=True)
+        try:
+            self.file.seek(start)
+            block = self.file.read(stop - start, dtype="float32", always_2d=True)
+        except Exception as exc:
+            raise RunnerError(f"{self.path}: damaged or truncated: decoding failed at {start / self.file.samplerate:.2f} s "
+                              f"({exc}); pass {option('allow_truncated')} to separate the part that decodes") from None
+        if len(block) < stop - start:
+            raise RunnerError(truncation_message(self.path, start + len(block), self.shape[0], self.file.samplerate))
         if not np.isfinite(block).all():
             raise RunnerError(f"{self.path}: non-finite samples (NaN or inf)")
         if block.shape[1] != self.nb_channels:
@@ -337,20 +472,25 @@ class FileAudio:
         return block
 
 
-def open_audio(path, sample_rate, nb_channels):
-    """A lazy :class:`FileAudio` when the file allows it, else the decoded array (:func:`load_audio`)."""
+def open_audio(path, sample_rate, nb_channels, allow_truncated=False):
+    """A lazy :class:`FileAudio` when the file allows it, else the decoded array (:func:`load_audio`).
+    A WAV whose header declares more frames than it holds is refused before any work (unless
+    ``allow_truncated``)."""
     import soundfile as sf
 
     path = Path(path)
-    if path.is_file() and path.suffix.lower() in FileAudio.SEEKABLE:
+    if path.is_file() and path.suffix.lower() in FileAudio.SEEKABLE and not allow_truncated:
         try:
             info = sf.info(str(path))
         except Exception:
             info = None
         if info is not None and info.samplerate == sample_rate and info.frames > 0 and \
                 info.channels in (1, nb_channels):
+            declared = _declared_frames(str(path), info)
+            if declared is not None and info.frames < declared - truncation_tolerance(declared, info.samplerate):
+                raise RunnerError(truncation_message(path, info.frames, declared, info.samplerate))
             return FileAudio(path, nb_channels)
-    return load_audio(path, sample_rate, nb_channels)
+    return load_audio(path, sample_rate, nb_channels, allow_truncated)
 
 
 def output_name(inp):
@@ -486,8 +626,287 @@ def current_umask():
     return _IMPORT_UMASK
 
 
+# --------------------------------------------------------------------------------------------
+# Owned temporaries, OS errors in words, all-or-nothing outputs (shared with the rest of kerasep)
+# --------------------------------------------------------------------------------------------
+
+
+def _proc_start(pid):
+    """The start time of process ``pid`` (clock ticks since boot, field 22 of
+    ``/proc/<pid>/stat``), or None where there is no such process or no /proc."""
+    try:
+        with open(f"/proc/{int(pid)}/stat", "rb") as f:
+            data = f.read()
+        return int(data[data.rindex(b")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def owner_token():
+    """``kerasep-<pid>-<start>-<random>``: the name part of every temporary kerasep leaves while
+    it works (output temporaries, work folders), so that a later run can tell whether the
+    process that made it is still alive (:func:`owner_alive`); ``<start>`` (the process' start
+    time, 0 without /proc) tells a reused pid from the owner."""
+    return f"kerasep-{os.getpid()}-{_proc_start(os.getpid()) or 0}-{secrets.token_hex(4)}"
+
+
+#: Names made with :func:`owner_token`: output temporaries ``.<name>.kerasep-P-S-R.tmp`` (and their
+#: ``.bak`` backups while a set is renamed into place), work folders ``kerasep-<kind>-P-S-R``.
+OWNED_NAME = re.compile(r"^(?:\.(?P<target>.+)\.kerasep|kerasep-[a-z]+)-(?P<pid>\d+)-(?P<start>\d+)-[0-9a-f]{8}"
+                        r"(?P<suffix>\.tmp|\.bak)?$")
+
+
+def work_folder(root, kind="separate"):
+    """A new folder ``root/kerasep-<kind>-<pid>-<start>-<random>`` for intermediates, after the
+    dead owners' leftovers in ``root`` are removed (:func:`sweep_stale`). The caller removes it
+    (``shutil.rmtree``); a kill -9 leaves it for the next run to remove."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    sweep_stale(root)
+    folder = root / f"kerasep-{kind}-{owner_token()[len('kerasep-'):]}"
+    folder.mkdir(mode=0o700)
+    return folder
+
+
+def owner_alive(pid, start=0):
+    """Whether process ``pid`` (started at ``start``, 0: unknown) is still running."""
+    pid, start = int(pid), int(start)
+    if pid == os.getpid():
+        return True
+    if os.path.isdir("/proc/self"):
+        found = _proc_start(pid)
+        return found is not None and (start == 0 or found == start)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def sweep_stale(directory):
+    """Remove the temporaries in ``directory`` (:data:`OWNED_NAME`) whose owner process is dead
+    (killed mid-write, say); a live process' are never touched. A dead owner's ``.bak`` backup
+    whose target is missing is put back (the owner died renaming a set into place). Returns the
+    paths removed or restored; errors are ignored (the next run tries again)."""
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = OWNED_NAME.match(entry.name)
+        if m is None or owner_alive(m["pid"], m["start"]):
+            continue
+        try:
+            if m["suffix"] == ".bak" and m["target"] and not os.path.lexists(os.path.join(directory, m["target"])):
+                os.replace(entry.path, os.path.join(directory, m["target"]))
+            elif entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+            removed.append(entry.path)
+        except OSError:
+            pass
+    return removed
+
+
+_ERRNO_WORDS = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EIO: "input/output error (a failing disk or a lost network mount?)",
+    errno.EFBIG: "file too large for this file system",
+    errno.ENAMETOOLONG: "file name too long",
+    errno.EMFILE: "too many open files",
+    errno.ENOENT: "no such file or folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "it is a folder, expected a file",
+    errno.EXDEV: "cannot rename across file systems",
+}
+
+
+def os_error_message(exc, path, doing="writing"):
+    """An OSError in plain words: ``"no space left on device while writing PATH"``."""
+    words = _ERRNO_WORDS.get(getattr(exc, "errno", None)) or getattr(exc, "strerror", None) or str(exc)
+    return f"{words} while {doing} {path}"
+
+
+def write_failure(exc, path, what="file"):
+    """The message for a failed write of ``path``: OSErrors by errno; libsndfile's errors (which
+    say only "System error.") by what the file system says: no free space, read-only, no
+    permission."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return os_error_message(exc, path)
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        st = os.statvfs(directory)
+        if st.f_bavail * st.f_frsize < (1 << 16) or st.f_favail == 0:
+            return os_error_message(OSError(errno.ENOSPC, "no space"), path)
+        if st.f_flag & getattr(os, "ST_RDONLY", 1):
+            return os_error_message(OSError(errno.EROFS, "read-only"), path)
+    except (OSError, AttributeError):
+        pass
+    if not os.access(directory, os.W_OK):
+        return os_error_message(OSError(errno.EACCES, "denied"), path)
+    return f"could not write the {what} {path}: {exc}"
+
+
+def _fsync(path, directory=False):
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not directory:
+            raise
+    finally:
+        os.close(fd)
+
+
+class OutputSet:
+    """All-or-nothing outputs: ``with OutputSet({key: path}, overwrite) as temps:`` gives a
+    temporary file beside each path (``.<name>.kerasep-<pid>-<start>-<random>.tmp``, see
+    :func:`owner_token`) for the block to write; when the block ends without an error, every
+    temporary is fsynced, given the mode a plain ``open`` gives (``0o666 & ~umask``) and renamed
+    onto its path, together: if any rename fails, those already done are undone (a replaced
+    file is restored from its hard-linked backup). On any failure, the block's included, every
+    temporary is removed, and so is every folder the set created: nothing that was there before
+    is changed, nothing partial is left. A dead owner's leftovers in the output folders are
+    removed first (:func:`sweep_stale`).
+
+    Errors are raised as ``error`` (default :class:`RunnerError`), in plain words
+    (:func:`write_failure`)."""
+
+    def __init__(self, paths, overwrite=False, error=None):
+        self.paths = {k: Path(p) for k, p in paths.items()}
+        self.overwrite = overwrite
+        self.error = error or RunnerError
+        self.temps, self.created = {}, []
+        self.token = owner_token()
+
+    def _makedirs(self, folder):
+        missing = []
+        while not folder.exists() and folder.parent != folder:
+            missing.append(folder)
+            folder = folder.parent
+        for d in reversed(missing):
+            try:
+                d.mkdir()
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise self.error(os_error_message(exc, d, "creating the folder")) from None
+            self.created.append(d)
+
+    def __enter__(self):
+        try:
+            for k, p in self.paths.items():
+                if p.is_dir():
+                    raise self.error(f"{p}: expected a file path, found a folder")
+                if os.path.lexists(p) and not self.overwrite:
+                    raise self.error(f"output exists: {p} (use --overwrite to replace)")
+                self._makedirs(p.parent)
+                sweep_stale(p.parent)
+                tmp = p.parent / f".{p.name}.{self.token}.tmp"
+                try:
+                    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+                except OSError as exc:
+                    raise self.error(os_error_message(exc, tmp)) from None
+                self.temps[k] = tmp
+        except BaseException:
+            self.rollback()
+            raise
+        return dict(self.temps)
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.rollback()
+            return False
+        try:
+            self.commit()
+        except BaseException:
+            self.rollback()
+            raise
+        return False
+
+    def commit(self):
+        mode = 0o666 & ~current_umask()
+        for k, tmp in self.temps.items():
+            try:
+                _fsync(tmp)
+                os.chmod(tmp, mode)  # soundfile may have recreated it with its own mode
+            except OSError as exc:
+                raise self.error(write_failure(exc, self.paths[k])) from None
+        done = []  # (path, backup or None), to undo
+        try:
+            for k, p in self.paths.items():
+                tmp, backup = self.temps[k], None
+                if os.path.lexists(p):
+                    if not self.overwrite:
+                        raise self.error(f"output exists: {p} (use --overwrite to replace)")
+                    backup = p.parent / f".{p.name}.{self.token}.bak"
+                    try:
+                        os.link(p, backup)
+                    except OSError:  # no hard links here: the old file itself becomes the backup
+                        os.replace(p, backup)
+                    os.replace(tmp, p)
+                else:
+                    try:
+                        os.link(tmp, p)  # fails if the target appeared meanwhile: never an overwrite
+                    except FileExistsError:
+                        raise self.error(f"output exists: {p} (use --overwrite to replace)") from None
+                    except OSError:  # file system without hard links
+                        os.replace(tmp, p)
+                    else:
+                        os.unlink(tmp)
+                done.append((p, backup))
+        except BaseException as exc:
+            for p, backup in reversed(done):
+                try:
+                    if backup is not None:
+                        os.replace(backup, p)
+                    else:
+                        os.unlink(p)
+                except OSError:
+                    pass
+            if isinstance(exc, OSError):
+                raise self.error(write_failure(exc, p)) from None
+            raise
+        finally:
+            for k, p in self.paths.items():
+                backup = p.parent / f".{p.name}.{self.token}.bak"
+                if os.path.lexists(backup) and os.path.lexists(p):
+                    try:
+                        os.unlink(backup)
+                    except OSError:
+                        pass
+        self.temps = {}
+        for folder in {p.parent for p in self.paths.values()}:
+            _fsync(folder, directory=True)
+
+    def rollback(self):
+        for tmp in self.temps.values():
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        self.temps = {}
+        for d in reversed(self.created):
+            try:
+                d.rmdir()  # only if empty: never what another process put there
+            except OSError:
+                pass
+        self.created = []
+
+
 def separate_file(model, inp, outdir, fmt="wav", overwrite=False, chunk_seconds=None, progress=False,
-                  subtype=None, stems=None, two_stems=None, bitrate=None, quality=None):
+                  subtype=None, stems=None, two_stems=None, bitrate=None, quality=None, allow_truncated=False):
     """Separate one file into ``OUTDIR/<name>/<stem>.<fmt>``; returns ``{stem: path}``.
 
     ``fmt``: ``"wav"``, ``"flac"``, ``"mp3"`` or ``"ogg"``; ``subtype``: ``"PCM_16"``
@@ -496,8 +915,11 @@ def separate_file(model, inp, outdir, fmt="wav", overwrite=False, chunk_seconds=
     ``stems``, ``two_stems``: which stems to write (:func:`select_stems`; default all the
     model's targets).
 
-    Every output is streamed to a temporary file beside its final name and renamed once all
-    chunks are written, so a failure leaves no partial output."""
+    Every output is streamed to a temporary file beside its final name, and all are renamed
+    into place together once every chunk is written (:class:`OutputSet`): a failure (a full
+    disk, a kill) leaves no partial output and changes nothing that was there. An input that
+    decodes shorter than it declares is an error unless ``allow_truncated``. The model's fixed
+    input dimensions are checked against the chunks before any folder is created."""
     import soundfile as sf
 
     subtype = check_subtype(fmt, subtype)
@@ -506,54 +928,63 @@ def separate_file(model, inp, outdir, fmt="wav", overwrite=False, chunk_seconds=
     paths = output_paths(inp, outdir, names, fmt)
     existing = [str(p) for p in paths.values() if p.exists()]
     if existing and not overwrite:
-        raise RunnerError(f"output exists: {', '.join(existing)} (use --overwrite to replace)")
+        raise RunnerError(f"output exists: {', '.join(existing)} (use {option('overwrite')} to replace)")
     for p in paths.values():
-        if p.parent.exists() and not p.parent.is_dir():
-            raise RunnerError(f"{p}: cannot write there, {p.parent} is a file")
-    mix = open_audio(inp, model.sample_rate, model.nb_channels)
-    mode = 0o666 & ~current_umask()
-    temps, files = {}, {}
+        anchor = p.parent
+        while not anchor.exists() and anchor.parent != anchor:
+            anchor = anchor.parent
+        if not anchor.is_dir():
+            raise RunnerError(f"{p}: cannot write there, {anchor} is a file")
+    mix = open_audio(inp, model.sample_rate, model.nb_channels, allow_truncated)
     try:
-        for t, p in paths.items():
+        # the model's fixed input dimensions against what it will be fed: before any output folder
+        model_check = getattr(model, "check_feed", None)
+        if model_check is not None:
+            model_check(feed_shapes(model, mix.shape[0], chunk_seconds), f"{inp} ({mix.shape[0]} samples)")
+        files = {}
+        with OutputSet(paths, overwrite) as temps:
             try:
-                p.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise RunnerError(f"{p}: cannot create the folder {p.parent}: {exc.strerror or exc}") from None
-            temps[t] = p.parent / f".{p.name}.{os.getpid()}.tmp"
-            try:
-                files[t] = sf.SoundFile(str(temps[t]), "w", samplerate=model.sample_rate,
-                                        channels=model.nb_channels, subtype=subtype,
-                                        format=OUTPUT_FORMATS[fmt][0], **options)
-            except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError
-                raise RunnerError(f"{p}: cannot write a {fmt} file: {exc}") from None
-        written = 0
-        for start, blocks in iter_separate(model, mix, chunk_seconds, progress):
-            if start != written:  # pragma: no cover - the plan tiles the input
-                raise RunnerError(f"internal error: chunk starts at {start}, expected {written}")
-            for t in names:
-                if t in blocks:
-                    v = blocks[t]
-                else:  # no_<stem> of --two-stems: the sum of the other targets
-                    v = sum(b for k, b in blocks.items() if k != t[len("no_"):])
-                for i in range(0, v.shape[0], WRITE_BLOCK):  # bounded temporaries
-                    part = v[i : i + WRITE_BLOCK]
-                    files[t].write(part if subtype == "FLOAT" else np.clip(part, -1.0, 1.0))
-            written += next(iter(blocks.values())).shape[0]
-            blocks = v = part = None  # the chunk's outputs are freed before the next model call
-        for f in files.values():
-            f.close()
-        for t, p in paths.items():
-            os.chmod(temps[t], mode)  # as a plain open() would create it (soundfile: 0644 & ~umask)
-            os.replace(temps[t], p)
+                for t, p in paths.items():
+                    try:
+                        files[t] = sf.SoundFile(str(temps[t]), "w", samplerate=model.sample_rate,
+                                                channels=model.nb_channels, subtype=subtype,
+                                                format=OUTPUT_FORMATS[fmt][0], **options)
+                    except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError
+                        raise RunnerError(write_failure(exc, p, f"{fmt} file")) from None
+                written = 0
+                for start, blocks in iter_separate(model, mix, chunk_seconds, progress):
+                    if start != written:  # pragma: no cover - the plan tiles the input
+                        raise RunnerError(f"internal error: chunk starts at {start}, expected {written}")
+                    for t in names:
+                        if t in blocks:
+                            v = blocks[t]
+                        else:  # no_<stem> of --two-stems: the sum of the other targets
+                            v = sum(b for k, b in blocks.items() if k != t[len("no_"):])
+                        for i in range(0, v.shape[0], WRITE_BLOCK):  # bounded temporaries
+                            part = v[i : i + WRITE_BLOCK]
+                            part = part if subtype == "FLOAT" else np.clip(part, -1.0, 1.0)
+                            try:
+                                if files[t].write(part) not in (None, len(part)):
+                                    raise OSError(errno.EIO, "short write")
+                            except (OSError, RuntimeError) as exc:
+                                raise RunnerError(write_failure(exc, paths[t], f"{fmt} file")) from None
+                    written += next(iter(blocks.values())).shape[0]
+                    blocks = v = part = None  # the chunk's outputs are freed before the next model call
+                for t, f in files.items():
+                    try:
+                        f.close()
+                    except (OSError, RuntimeError) as exc:
+                        raise RunnerError(write_failure(exc, paths[t], f"{fmt} file")) from None
+            finally:
+                for f in files.values():
+                    if not f.closed:
+                        try:
+                            f.close()
+                        except Exception:
+                            pass
     finally:
         if isinstance(mix, FileAudio):
             mix.file.close()
-        for f in files.values():
-            if not f.closed:
-                f.close()
-        for tmp in temps.values():
-            if tmp.exists():
-                tmp.unlink()
     return paths
 
 
@@ -572,6 +1003,28 @@ def _prog():
     return "run_onnx.py"
 
 
+def positive_seconds(text):
+    """``argparse`` type: a finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds > 0. Received: {text!r}")
+    return value
+
+
+def unit_interval(text):
+    """``argparse`` type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1] (1 best). Received: {text!r}")
+    return value
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog=_prog(), description="Separate audio files with a kerasep ONNX export (no TensorFlow)."
@@ -587,10 +1040,12 @@ def build_parser():
                              "exact bitrate setting; default: libsndfile's)")
     parser.add_argument("--stems", default=None, metavar="A,B",
                         help="write only these stems (comma-separated), e.g. vocals")
-    parser.add_argument("--chunk-seconds", type=float, default=None,
+    parser.add_argument("--chunk-seconds", type=positive_seconds, default=None,
                         help=f"process at most S seconds at a time (default {DEFAULT_CHUNK_SECONDS:g} for "
                              f"models with exact chunking (the U-Net), {DEFAULT_CROSSFADE_CHUNK_SECONDS:g} otherwise)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--allow-truncated", action="store_true",
+                        help="separate what decodes of an input shorter than its header declares (default: refused)")
     parser.add_argument("--cpu", action="store_true", help="use the CPU provider even if CUDA is available")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     return parser
@@ -599,6 +1054,14 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    saved, INTERFACE["name"] = INTERFACE["name"], "cli"
+    try:
+        return _main(parser, args)
+    finally:
+        INTERFACE["name"] = saved
+
+
+def _main(parser, args):
     name = parser.prog.split()[-1]  # "kerasep.export.runner" or "run_onnx.py"
     try:
         model = OnnxSeparator(args.model, providers=["CPUExecutionProvider"] if args.cpu else None)
@@ -612,11 +1075,16 @@ def main(argv=None):
         try:
             paths = separate_file(model, inp, args.output, args.format, args.overwrite,
                                   args.chunk_seconds, progress=not args.quiet, stems=args.stems,
-                                  bitrate=args.bitrate, quality=args.quality)
+                                  bitrate=args.bitrate, quality=args.quality,
+                                  allow_truncated=args.allow_truncated)
             for p in paths.values():
                 print(f"  wrote {p}", file=sys.stderr)
         except RunnerError as exc:
             print(f"{name}: {exc}", file=sys.stderr)
+            failures += 1
+        except OSError as exc:
+            print(f"{name}: {os_error_message(exc, exc.filename or args.output, 'separating ' + str(inp) + ' into')}",
+                  file=sys.stderr)
             failures += 1
     return 1 if failures else 0
 

