@@ -2,10 +2,10 @@
 (kerasep.models.bag.SeparatorBag) and demucs' ``apply_model`` inference semantics
 (``ChunkPolicy(weighting="triangular")``, shifts, bags) against demucs 4.1.0.
 
-Checkpoints are written in the release format by demucs' own serialisation
-(``demucs.states.serialize_model`` of an ``HTDemucs`` with random weights at a small config, saved
-by ``demucs.states.save_with_checksum`` as ``<sig>-<sha256[:8]>.th``; float16 state, the segment a
-``fractions.Fraction``); the references load the same files with ``demucs.states.load_model`` /
+Checkpoints are written in the release format by demucs' own serialisation, as demucs'
+``tools/export.py`` does (``demucs.states.serialize_model(half=True)`` of an ``HTDemucs`` with
+random weights at a small config, the segment a ``fractions.Fraction``, ``metrics`` added, saved by
+``demucs.states.save_with_checksum`` as ``<sig>-<sha256[:8]>.th``); the references load the same files with ``demucs.states.load_model`` /
 demucs' ``LocalRepo`` + ``BagOnlyRepo``.
 """
 import copy
@@ -87,6 +87,9 @@ def release_file(folder, sig, sources=SOURCES, seed=0, klass=TorchHTDemucs, **kw
     training_args = {"model": "htdemucs", "seed": seed, "dset": {"segment": 10, "sources": list(sources)},
                      "htdemucs": {"dconv_mode": 3, "t_dropout": 0.02}, "weights": [1.0] * len(sources)}
     package = demucs_states.serialize_model(model, training_args)
+    # demucs' tools/export.py also stores the segment as a Fraction and (valid, test) metrics
+    package["kwargs"]["segment"] = Fraction(model.segment)
+    package["metrics"] = ({"loss": 0.12, "nsdr": 8.5}, {"sdr": 9.0, "nsdr": 8.9})
     demucs_states.save_with_checksum(package, Path(folder) / f"{sig}.th")
     (path,) = Path(folder).glob(f"{sig}-*.th")
     return path
@@ -375,3 +378,42 @@ def test_bag_contract(real_mixture, tmp_path):
     bag = SeparatorBag(members, weights=[[1.0, 0.5, 0.0, 1.0], [0.0, 0.5, 1.0, 1.0]])
     bag.build((None, 2, None))
     run_separator_test(bag, real_mixture, tmp_path, chunk_seconds=0.5, family="bag", exports=())
+
+
+# demucs' conf/config.yaml `htdemucs:` section (github.com/facebookresearch/demucs, e976d93) with the
+# grids/mmi.py overrides of the released models, as train.get_model passes them to HTDemucs.
+RELEASED_KWARGS = dict(
+    channels=48, channels_time=None, growth=2, nfft=4096, wiener_iters=0, end_iters=0, wiener_residual=False,
+    cac=True, depth=4, rewrite=True, multi_freqs=[], multi_freqs_depth=3, freq_emb=0.2, emb_scale=10,
+    emb_smooth=True, kernel_size=8, stride=4, time_stride=2, context=1, context_enc=0, norm_starts=4,
+    norm_groups=4, dconv_mode=3, dconv_depth=2, dconv_comp=8, dconv_init=1e-3, bottom_channels=512,
+    t_layers=5, t_hidden_scale=4.0, t_heads=8, t_dropout=0.02, t_layer_scale=True, t_gelu=True, t_emb="sin",
+    t_max_positions=10000, t_max_period=10000.0, t_weight_pos_embed=1.0, t_cape_mean_normalize=True,
+    t_cape_augment=True, t_cape_glob_loc_scale=[5000.0, 1.0, 1.4], t_sin_random_shift=0, t_norm_in=True,
+    t_norm_in_group=False, t_group_norm=False, t_norm_first=True, t_norm_out=True, t_weight_decay=0.0,
+    t_lr=None, t_sparse_self_attn=False, t_sparse_cross_attn=False, t_mask_type="diag", t_mask_random_seed=42,
+    t_sparse_attn_window=400, t_global_window=100, t_sparsity=0.95, t_auto_sparsity=False,
+    t_cross_first=False, rescale=0.1, segment=Fraction(343980, RATE),
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["htdemucs", "htdemucs_6s"])
+def test_zoo_configs_accept_released_size_packages(name, tmp_path, real_mixture):
+    """A package of the released size written as demucs' training + export would (the full
+    ``htdemucs`` kwargs of its config) converts into ``zoo.build(name)`` through the zoo's
+    ``demucs4-th`` converter, and the result matches demucs on 1 s of the real mixture."""
+    from kerasep.zoo import registry
+
+    sources = registry.MODELS[name]["config"]["targets"]
+    path = release_file(tmp_path, "rel00000", sources=sources, seed=1, **RELEASED_KWARGS)
+    model = zoo.build(name)
+    assert model.count_params() == sum(p.numel() for p in demucs_states.load_model(path).parameters())
+    conv.convert(model, tmp_path, {"files": {path.name: path.stem.rsplit("-", 1)[1]}})
+    x = np.ascontiguousarray(real_mixture[:RATE].T)[None]
+    reference = demucs_states.load_model(path).eval()
+    with torch.no_grad():
+        expected = reference(torch.from_numpy(x)).numpy()
+    out = model(x)
+    ours = np.stack([np.asarray(out[s]) for s in sources], axis=1)
+    assert np.abs(ours - expected).max() / np.abs(expected).max() <= 1e-4
