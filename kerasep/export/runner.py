@@ -844,8 +844,10 @@ class OutputSet:
             except OSError as exc:
                 raise self.error(write_failure(exc, self.paths[k])) from None
         done = []  # (path, backup or None), to undo
+        failing = None
         try:
             for k, p in self.paths.items():
+                failing = p
                 tmp, backup = self.temps[k], None
                 if os.path.lexists(p):
                     if not self.overwrite:
@@ -867,16 +869,16 @@ class OutputSet:
                         os.unlink(tmp)
                 done.append((p, backup))
         except BaseException as exc:
-            for p, backup in reversed(done):
+            for done_path, backup in reversed(done):
                 try:
                     if backup is not None:
-                        os.replace(backup, p)
+                        os.replace(backup, done_path)
                     else:
-                        os.unlink(p)
+                        os.unlink(done_path)
                 except OSError:
                     pass
             if isinstance(exc, OSError):
-                raise self.error(write_failure(exc, p)) from None
+                raise self.error(write_failure(exc, failing)) from None
             raise
         finally:
             for k, p in self.paths.items():
