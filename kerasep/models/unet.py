@@ -15,6 +15,8 @@ from kerasep.layers.stft import ISTFT, STFT, Magnitude
 from kerasep.layers.unet_blocks import ACTIVATIONS, unet_branch
 from kerasep.models.separator import ChunkPolicy, Separator, TrainingFace, float32_twin
 
+MASK_ACTIVATIONS = ("sigmoid", "softmax")
+
 
 def build_unet_core(
     targets=("vocals", "accompaniment"),
@@ -26,6 +28,7 @@ def build_unet_core(
     deconv_activation="relu",
     dropout=0.5,
     name="unet_core",
+    mask_activation="sigmoid",
 ):
     """The spectrogram-domain U-Net: one branch per target.
 
@@ -34,6 +37,9 @@ def build_unet_core(
         nb_channels: audio channels of the magnitude input.
         T, F: patch size in frames and bins (``None`` for dynamic); when given, each must be a
             multiple of ``2 ** len(conv_n_filters)``.
+        mask_activation: ``"sigmoid"`` (Spleeter's ``unet``: one sigmoid mask per branch) or
+            ``"softmax"`` (Spleeter's ``softmax_unet``, its 5-stems model: the branches' mask
+            logits through a softmax across targets, so the masks sum to one).
 
     Returns:
         A functional ``keras.Model``: ``(batch, T, F, nb_channels)`` → ``{target: same shape}``.
@@ -50,8 +56,10 @@ def build_unet_core(
             raise ValueError(
                 f"`{label}` must be a multiple of 2**len(conv_n_filters) = {factor}. Received: {label}={size}"
             )
+    if mask_activation not in MASK_ACTIVATIONS:
+        raise ValueError(f"`mask_activation` must be one of {MASK_ACTIVATIONS}. Received: {mask_activation!r}")
     inputs = keras.Input((T, F, nb_channels), name="mix_spectrogram")
-    outputs = {
+    branches = {
         target: unet_branch(
             inputs,
             target,
@@ -60,10 +68,18 @@ def build_unet_core(
             conv_activation=conv_activation,
             deconv_activation=deconv_activation,
             dropout=dropout,
+            output_mask_logit=mask_activation == "softmax",
         )
         for target in targets
     }
-    return keras.Model(inputs, outputs, name=name)
+    if mask_activation == "softmax":  # Spleeter's softmax_unet
+        logits = keras.ops.stack([branches[t] for t in targets], axis=-1)
+        masks = keras.layers.Softmax(axis=-1, name="mask_softmax")(logits)
+        branches = {
+            t: keras.layers.Multiply(name=f"{t}_spectrogram")([masks[..., i], inputs])
+            for i, t in enumerate(targets)
+        }
+    return keras.Model(inputs, branches, name=name)
 
 
 @keras.saving.register_keras_serializable(package="kerasep")
@@ -84,6 +100,8 @@ class UNetSeparator(Separator):
         eps: ratio-mask regulariser (1e-10).
         output_targets: the targets returned by ``call`` (default all); the masks are still
             computed across every target.
+        mask_activation: ``"sigmoid"`` or ``"softmax"`` across targets (Spleeter's 5-stems
+            ``softmax_unet``), see :func:`build_unet_core`.
 
     Input shape:
         ``(batch, nb_channels, nb_timesteps)`` float32 waveform at ``sample_rate``, any length.
@@ -114,6 +132,7 @@ class UNetSeparator(Separator):
         mask_extension="zeros",
         eps=1e-10,
         output_targets=None,
+        mask_activation="sigmoid",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -133,6 +152,7 @@ class UNetSeparator(Separator):
         self.separation_exponent = float(separation_exponent)
         self.mask_extension = mask_extension
         self.eps = float(eps)
+        self.mask_activation = mask_activation
         self.output_targets = list(output_targets) if output_targets else list(self.targets)
         unknown = [t for t in self.output_targets if t not in self.targets]
         if unknown:
@@ -150,6 +170,7 @@ class UNetSeparator(Separator):
             conv_activation,
             deconv_activation,
             self.dropout,
+            mask_activation=mask_activation,
         )
         self.ratio_mask = RatioMask(separation_exponent, eps, name="ratio_mask")
         self.apply_mask = ApplyMask(mask_extension, name="apply_mask")
@@ -271,5 +292,6 @@ class UNetSeparator(Separator):
             mask_extension=self.mask_extension,
             eps=self.eps,
             output_targets=self.output_targets,
+            mask_activation=self.mask_activation,
         )
         return config

@@ -332,6 +332,47 @@ MODELS["htdemucs_6s"] = {
 }
 
 
+# Deezer Spleeter 4-stems and 5-stems (spleeter/resources/{4,5}stems[-16kHz].json): ELU in encoder
+# and decoder; 5stems is Spleeter's `softmax_unet` (masks softmaxed across its 5 targets), in its
+# instrument_list order. The -16kHz configs read the same checkpoints (`"model_dir": "4stems"` /
+# `"5stems"`) with F=1536 bins (16.5 kHz) fed to the U-Net. The archives' sha256 are Spleeter's
+# `checksum.json` (v1.4.0, asserted in deezer/spleeter tests/test_github_model_provider.py); the
+# files inside are pinned only through them (None: recorded at extraction, kerasep.zoo.weights).
+def _spleeter_source(stems, description, sha256):
+    return {
+        "format": "spleeter-tf1",
+        "description": description,
+        "license": "MIT",
+        "files": {"model.index": None, "model.data-00000-of-00001": None},
+        "checkpoint": "model",
+        "archive": {
+            "url": f"https://github.com/deezer/spleeter/releases/download/v1.4.0/{stems}.tar.gz",
+            "sha256": sha256,
+        },
+    }
+
+
+WEIGHT_SOURCES["spleeter-4stems"] = _spleeter_source(
+    "4stems", "Deezer Spleeter 4-stems U-Net (vocals / drums / bass / other), TF1 checkpoint",
+    "3adb4a50ad4eb18c7c4d65fcf4cf2367a07d48408a5eb7d03cd20067429dfaa8")
+WEIGHT_SOURCES["spleeter-5stems"] = _spleeter_source(
+    "5stems", "Deezer Spleeter 5-stems softmax U-Net (vocals / piano / drums / bass / other), TF1 checkpoint",
+    "25a1e87eb5f75cc72a4d2d5467a0a50ac75f05611f877c278793742513cc7218")
+_UNET_4STEMS = dict(_UNET_2STEMS, targets=["vocals", "drums", "bass", "other"],
+                    conv_activation="elu", deconv_activation="elu", output_targets=None)
+_UNET_5STEMS = dict(_UNET_4STEMS, targets=["vocals", "piano", "drums", "bass", "other"], mask_activation="softmax")
+for _name, _config, _weights, _what in (
+    ("unet-4stems", _UNET_4STEMS, "spleeter-4stems", "vocals/drums/bass/other, Deezer's pretrained 4-stems weights"),
+    ("unet-5stems", _UNET_5STEMS, "spleeter-5stems",
+     "vocals/piano/drums/bass/other (softmax masks), Deezer's pretrained 5-stems weights"),
+):
+    MODELS[_name] = {"family": "unet", "description": f"Spleeter-style U-Net, {_what}",
+                     "config": dict(_config), "weights": _weights, "license": "MIT"}
+    MODELS[_name + "-16kHz"] = {"family": "unet",
+                                "description": f"Spleeter-style U-Net, {_what}, 16 kHz bandwidth (F=1536)",
+                                "config": dict(_config, F=1536), "weights": _weights, "license": "MIT"}
+
+
 def available():
     """Names of the zoo's models, sorted."""
     return sorted(MODELS)

@@ -15,11 +15,18 @@ temporary file and a source's files are published into the cache only once all o
 verified (an atomic rename), so an interrupted or tampered download is discarded and reported,
 never cached. A cached file that no longer matches is removed and fetched again.
 
+A file the release pins only through its archive (``files`` digest ``None``: Spleeter's
+``checksum.json`` pins the 4/5-stems archives, not the checkpoint files inside) is accepted only
+out of that archive once the archive's sha256 matched (downloaded, or given as ``weights=``);
+its own sha256 is then recorded in the cache folder's ``RECORDED`` file and checked on every
+later use, like a pinned file.
+
 Downloads show a progress bar (tqdm, with the total size when the server or the registry gives
 it) when :data:`progress` allows: ``"auto"`` (default) when stderr is a terminal, ``True``
 always, ``False`` never (``kerasep ... -q``).
 """
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -88,7 +95,9 @@ def sha256sum(path, chunk=1 << 20):
 
 def _matches(found, expected):
     """A full sha256, or a published prefix of one (>= 8 hex digits, as demucs/torch.hub file
-    names carry) when that is all the upstream release pins."""
+    names carry) when that is all the upstream release pins. ``None`` (not pinned) never matches."""
+    if not expected:
+        return False
     expected = expected.lower()
     if len(expected) == 64:
         return found == expected
@@ -108,12 +117,45 @@ def cache_dir(key):
     return home() / "weights" / key
 
 
+#: In a cache folder: ``{file: sha256}`` of the files pinned only through the release archive,
+#: recorded when they were extracted from the verified archive.
+RECORDED = ".sha256-recorded.json"
+
+
+def _with_recorded(key, spec, files=None, folder=None):
+    """``spec`` with a digest for each file it pins only through the release archive (digest
+    ``None``): the sha256 of ``files`` (``{name: path}`` extracted from the verified archive,
+    kept in ``spec["recorded"]`` for the cache), else the digests recorded in the cache
+    ``folder``; WeightsError when neither is given or the record is unreadable."""
+    unpinned = [n for n, d in spec["files"].items() if d is None]
+    if not unpinned:
+        return spec
+    if files is not None:
+        recorded = {n: sha256sum(files[n]) for n in unpinned if n in files}
+    elif folder is not None:
+        try:
+            recorded = json.loads((folder / RECORDED).read_text())
+            if not isinstance(recorded, dict):
+                raise ValueError(f"expected a JSON object, found {type(recorded).__name__}")
+        except (OSError, ValueError) as exc:
+            raise WeightsError(f"{folder / RECORDED} (the sha256 recorded when the archive was "
+                               f"extracted) is unreadable: {exc}") from None
+    else:
+        archive = spec.get("archive", {})
+        raise WeightsError(f"{', '.join(unpinned)} of {key!r} are pinned only through the release archive "
+                           f"({archive.get('url', 'n/a')}, sha256 {archive.get('sha256', 'n/a')}): "
+                           "give that archive, not the loose files")
+    files_ = {n: d if d is not None else recorded.get(n) for n, d in spec["files"].items()}
+    return dict(spec, files=files_, recorded={n: files_[n] for n in unpinned})
+
+
 def _cached(key, spec):
     """The cache folder if every file is there and verified; corrupt caches are removed."""
     folder = cache_dir(key)
     if not folder.is_dir():
         return None
     try:
+        spec = _with_recorded(key, spec, folder=folder)
         for name, digest in spec["files"].items():
             if not (folder / name).is_file():
                 raise WeightsError(f"{folder / name} is missing")
@@ -138,6 +180,8 @@ def _publish(key, spec, files):
         for name in spec["files"]:
             shutil.copyfile(files[name], staging / name)
             _check(staging / name, spec["files"][name], f"{key}/{name} (copy)")
+        if spec.get("recorded"):
+            (staging / RECORDED).write_text(json.dumps(spec["recorded"], indent=1, sort_keys=True))
         final = cache_dir(key)
         if final.exists():
             shutil.rmtree(final)
@@ -210,6 +254,10 @@ def _from_user_path(key, spec, path):
     try:
         with tempfile.TemporaryDirectory() as tmp:
             files = _user_files(key, spec, path, tmp)
+            if path.is_file() and "archive" in spec and any(d is None for d in spec["files"].values()):
+                _check(path, spec["archive"]["sha256"], f"{key}'s release archive")
+                spec = _with_recorded(key, spec, files)  # out of the verified archive
+            spec = _with_recorded(key, spec)  # loose files pinned only by the archive: refused
             for name, digest in spec["files"].items():
                 found = sha256sum(files[name])
                 if not _matches(found, digest):
@@ -258,7 +306,8 @@ def _from_archive(key, spec):
     with tempfile.TemporaryDirectory() as tmp:
         dest = Path(tmp) / archive["url"].rsplit("/", 1)[-1]
         _download(archive["url"], dest, archive["sha256"], archive.get("size"))
-        return _publish(key, spec, _extract_members(dest, spec, Path(tmp)))
+        files = _extract_members(dest, spec, Path(tmp))
+        return _publish(key, _with_recorded(key, spec, files), files)
 
 
 def _from_url(key, spec):

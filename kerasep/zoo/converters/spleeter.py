@@ -1,8 +1,12 @@
 """Deezer Spleeter TF1 checkpoint → :class:`kerasep.models.UNetSeparator`.
 
 Spleeter builds one U-Net per instrument with Keras layers inside a TF1 graph, so its variables
-are named by creation order, instrument after instrument (``instrument_list`` order, e.g.
-``["vocals", "accompaniment"]`` for 2stems). For instrument ``s`` (0-based) of a U-Net with
+are named by creation order, instrument after instrument (``instrument_list`` order:
+``["vocals", "accompaniment"]`` for 2stems, ``["vocals", "drums", "bass", "other"]`` for 4stems,
+``["vocals", "piano", "drums", "bass", "other"]`` for 5stems; the model's ``targets`` must be in
+that order). 5stems is Spleeter's ``softmax_unet``: the same per-instrument U-Nets, whose final
+convolutions give mask logits softmaxed across instruments (no variables of its own), so the
+layout below holds for every release. For instrument ``s`` (0-based) of a U-Net with
 ``depth = 6`` encoder blocks:
 
 =====================================================  ================================
