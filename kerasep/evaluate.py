@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -63,9 +62,13 @@ def _file_mode():
 def _atomic_write(path, text):
     """``text`` to ``path`` through a temporary file renamed into place, with the mode a plain
     ``open`` gives (``0o666 & ~umask``, not mkstemp's 0600)."""
+    from kerasep.export.runner import owner_token, sweep_stale
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    sweep_stale(path.parent)
+    tmp = str(path.parent / f".{path.name}.{owner_token()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
@@ -207,7 +210,9 @@ def plot_per_track(per_track, path):
     ax.legend(fontsize=7)
     fig.tight_layout()
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
+    from kerasep.export.runner import owner_token
+
+    tmp = path.with_name(f".{path.name}.{owner_token()}.tmp.png")
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     os.chmod(tmp, _file_mode())

@@ -21,7 +21,6 @@ How a model family is split into signal processing and network is described in
 """
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 FORMATS = ("keras", "saved_model", "onnx")
@@ -77,11 +76,15 @@ def apply_modes(path):
 def _atomic_path(path, suffix=".tmp", executable=False):
     """A temporary file beside ``path`` for the block to write; renamed to ``path`` when the
     block succeeds, removed when it fails (no partial file is ever left at ``path``). The file
-    gets :func:`file_mode` (not mkstemp's 0600) before the rename."""
+    gets :func:`file_mode` before the rename. Its name carries this process' id and start time
+    (:func:`kerasep.export.runner.owner_token`): a killed export's is removed by the next one."""
+    from kerasep.export.runner import owner_token, sweep_stale
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
+    sweep_stale(path.parent)  # a killed export's temporary
+    tmp = str(path.parent / f".{path.name}.{owner_token()}{suffix}")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     try:
         yield tmp
         os.chmod(tmp, file_mode(executable))

@@ -650,10 +650,11 @@ def owner_token():
     return f"kerasep-{os.getpid()}-{_proc_start(os.getpid()) or 0}-{secrets.token_hex(4)}"
 
 
-#: Names made with :func:`owner_token`: output temporaries ``.<name>.kerasep-P-S-R.tmp`` (and their
-#: ``.bak`` backups while a set is renamed into place), work folders ``kerasep-<kind>-P-S-R``.
+#: Names made with :func:`owner_token`: output temporaries ``.<name>.kerasep-P-S-R.tmp`` (``.tmp.keras``
+#: for Keras archives; ``.bak`` backups while a set is renamed into place), work folders
+#: ``kerasep-<kind>-P-S-R``.
 OWNED_NAME = re.compile(r"^(?:\.(?P<target>.+)\.kerasep|kerasep-[a-z]+)-(?P<pid>\d+)-(?P<start>\d+)-[0-9a-f]{8}"
-                        r"(?P<suffix>\.tmp|\.bak)?$")
+                        r"(?P<suffix>\.tmp(?:\.[A-Za-z0-9]+)?|\.bak)?$")
 
 
 def work_folder(root, kind="separate"):

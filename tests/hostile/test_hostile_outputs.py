@@ -355,3 +355,16 @@ def test_kill_9_leaves_nothing_the_next_run_does_not_remove(stage, backend, mode
     assert not (home / "tmp").exists() or os.listdir(home / "tmp") == []
     assert sorted(os.listdir(folder)) == sorted(["notes.txt"] + [f"{s}.wav" for s in STEMS])
     assert (folder / "notes.txt").read_text() == "mine"
+
+
+def test_exports_and_results_sweep_a_killed_runs_temporaries(tmp_path):
+    from kerasep import evaluate, export
+
+    dead = _dead_pid()
+    stale = [tmp_path / f".tiny.keras.kerasep-{dead}-1-0badf00d.tmp.keras",
+             tmp_path / f".summary.json.kerasep-{dead}-1-0badf00d.tmp"]
+    for p in stale:
+        p.write_bytes(b"partial")
+    export.save_keras(tiny_unet(), tmp_path / "tiny.keras")
+    evaluate._atomic_write(tmp_path / "summary.json", "{}")
+    assert sorted(os.listdir(tmp_path)) == ["summary.json", "tiny.keras"]
