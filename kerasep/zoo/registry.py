@@ -266,13 +266,18 @@ _DEMUCS4_ROOT = "https://dl.fbaipublicfiles.com/demucs/hybrid_transformer/"
 
 
 def _demucs4_source(description, names):
-    return {
+    """One file: ``url`` (``--weights`` may then be the file itself); several: ``urls``."""
+    source = {
         "format": "demucs4-th",
         "description": description,
         "license": "MIT",
         "files": {name: name.rsplit("-", 1)[1][:-3] for name in names},
-        "urls": {name: _DEMUCS4_ROOT + name for name in names},
     }
+    if len(names) == 1:
+        source["url"] = _DEMUCS4_ROOT + names[0]
+    else:
+        source["urls"] = {name: _DEMUCS4_ROOT + name for name in names}
+    return source
 
 
 WEIGHT_SOURCES["htdemucs"] = _demucs4_source(

@@ -243,6 +243,56 @@ def test_bag_of_models_matches_apply_model(track, tmp_path, monkeypatch, kerasep
     assert max(float(np.abs(np.asarray(a[s]) - np.asarray(b[s])).max()) for s in SOURCES) <= 1e-6
 
 
+def test_zoo_entries_pin_demucs_remote_files():
+    """The zoo's htdemucs sources are demucs 4.1.0's: file names (sha256 prefixes) and URLs as
+    ``demucs/remote/files.txt`` + ``pretrained.ROOT_URL`` give them, in the bag YAML's order, and
+    ``htdemucs_ft``'s weights matrix is the YAML's."""
+    import yaml
+    from demucs import pretrained
+
+    from kerasep.zoo import registry
+
+    urls = pretrained._parse_remote_files(pretrained.REMOTE_ROOT / "files.txt")
+    for name in ("htdemucs", "htdemucs_ft", "htdemucs_6s"):
+        bag = yaml.safe_load((pretrained.REMOTE_ROOT / f"{name}.yaml").read_text())
+        entry, source = registry.MODELS[name], registry.WEIGHT_SOURCES[registry.MODELS[name]["weights"]]
+        expected = [urls[sig] for sig in bag["models"]]
+        assert [u.rsplit("/", 1)[1] for u in expected] == list(source["files"]), name
+        assert list(source.get("urls", {}).values()) or [source["url"]] == expected
+        if "urls" in source:
+            assert list(source["urls"].values()) == expected
+        for file, prefix in source["files"].items():
+            assert file.endswith(f"-{prefix}.th") and len(prefix) == 8
+        assert source["format"] == "demucs4-th" and entry["license"] == "MIT"
+        if entry["family"] == "bag":
+            assert entry["config"]["weights"] == bag["weights"] and len(entry["config"]["members"]) == 4
+        stems = registry.stems(name)
+        assert stems == (SOURCES_6 if name == "htdemucs_6s" else SOURCES)
+
+
+def test_zoo_load_single_file_weights(tmp_path, monkeypatch, kerasep_home, real_mixture):
+    """A single-file ``demucs4-th`` zoo entry loads from a folder holding its ``.th`` file given as
+    ``weights=`` (the sha256 prefix checked), equal to loading the file directly."""
+    from kerasep.zoo import registry
+
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    path = release_file(folder, "0123abcd", seed=2)
+    member = {k: (float(v) if k == "segment" else v) for k, v in SMALL.items()}
+    monkeypatch.setitem(registry.WEIGHT_SOURCES, "htdemucs-tiny-test", {
+        "format": "demucs4-th", "description": "test", "license": "MIT",
+        "files": {path.name: path.stem.rsplit("-", 1)[1]}, "url": "https://invalid.example/" + path.name})
+    monkeypatch.setitem(registry.MODELS, "htdemucs-tiny-test", {
+        "family": "htdemucs", "description": "test", "config": dict(member, targets=SOURCES),
+        "weights": "htdemucs-tiny-test", "license": "MIT"})
+    monkeypatch.setenv("KERASEP_HOME", str(tmp_path / "home"))
+    model = zoo.load("htdemucs-tiny-test", weights=folder, download=False)
+    direct = zoo.load(str(path))
+    x = np.ascontiguousarray(real_mixture[:RATE].T)[None]
+    a, b = model(x), direct(x)
+    assert max(float(np.abs(np.asarray(a[s]) - np.asarray(b[s])).max()) for s in SOURCES) == 0.0
+
+
 # --- bad checkpoints ---------------------------------------------------------------------------
 
 class _Evil:
