@@ -30,7 +30,7 @@ import numpy as np
 import soundfile
 
 from kerasep.audio.resample import resample
-from kerasep.export.runner import option, truncation_message, truncation_tolerance, wav_declared_frames
+from kerasep.export.runner import option, os_error_message, truncation_message, truncation_tolerance, wav_declared_frames
 from kerasep.audio.validate import (
     AudioError,
     PathLike,
@@ -79,6 +79,11 @@ def check_path(path) -> str:
         raise AudioError(f"{spath}: cannot read file: {e.strerror or e}") from e
     if size == 0:
         raise AudioError(f"{spath}: file is empty (0 bytes)")
+    try:  # a file that cannot be read is said so, not reported as undecodable by both decoders
+        with open(spath, "rb") as f:
+            f.read(1)
+    except OSError as e:
+        raise AudioError(f"{spath}: {os_error_message(e, spath, 'reading')}") from None
     return spath
 
 

@@ -411,3 +411,19 @@ def test_evaluate_checks_estimate_shapes():
     assert padded.shape == (n, 2) and padded[-1].sum() == 0 and padded[0].sum() == 2
     with pytest.raises(ValueError, match="differs from the reference"):
         ev.global_sdr(np.zeros((n, 2)), np.zeros((2, n)))
+
+
+def test_unreadable_input_said_in_words(song, tmp_path, monkeypatch):
+    import builtins
+    import errno
+
+    real_open = builtins.open
+
+    def deny(path, *args, **kwargs):
+        if str(path) == str(song):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", deny)
+    with pytest.raises(audio.AudioError, match="permission denied while reading .*song.wav"):
+        audio.load(song)

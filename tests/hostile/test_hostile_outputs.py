@@ -368,3 +368,23 @@ def test_exports_and_results_sweep_a_killed_runs_temporaries(tmp_path):
     export.save_keras(tiny_unet(), tmp_path / "tiny.keras")
     evaluate._atomic_write(tmp_path / "summary.json", "{}")
     assert sorted(os.listdir(tmp_path)) == ["summary.json", "tiny.keras"]
+
+
+def test_full_disk_under_the_work_folder(models, song, tmp_path, monkeypatch, capsys):
+    """$KERASEP_HOME/tmp (the decoded input, the stems' raw files) on a full disk: a message in
+    words, no output, the work folder removed."""
+    mount = tmp_path / "home"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("tmpfs cannot be mounted here")
+    try:
+        monkeypatch.setenv("KERASEP_HOME", str(mount))
+        out = tmp_path / "out"
+        assert run_cli("separate", song, "-o", out, "-m", models["keras"], "-q") == 1
+        err = capsys.readouterr().err
+        assert "no space left on device while writing" in err and str(mount / "tmp") in err, err
+        assert not out.exists()
+        assert os.listdir(mount / "tmp") == []
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
