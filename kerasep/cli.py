@@ -274,7 +274,8 @@ def _onnx_model_path(name, weights):
     if reason is not None:
         if reason != "first run":
             print(f"kerasep: the cached export {path} {reason}; exporting again", file=sys.stderr)
-        print(f"exporting {name} to {path} ({reason}, ~1 min)", file=sys.stderr)
+        print(f"exporting {name} to {path} ({'first run only, ' if reason == 'first run' else ''}~1 min)",
+              file=sys.stderr)
         start = time.monotonic()
         export.export(name, path, format="onnx", weights=weights, overwrite=True)
         from kerasep.evaluate import _atomic_write

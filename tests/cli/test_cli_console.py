@@ -114,7 +114,8 @@ def test_first_onnx_export_says_so_and_times_it(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(export, "export", fake_export)
     path = cli._onnx_model_path("unet-2stems", None)
     err = capsys.readouterr().err
-    assert path == tmp_path / "onnx" / "unet-2stems.onnx" and written == [path]
+    key = cli.onnx_cache_record("unet-2stems")["key"]  # versions and weights (tests/hostile: the key)
+    assert path == tmp_path / "onnx" / f"unet-2stems-{key}.onnx" and written == [path]
     assert re.search(r"exporting unet-2stems to .* \(first run only, ~1 min\)\nexported unet-2stems in \d+ s", err)
     assert cli._onnx_model_path("unet-2stems", None) == path and capsys.readouterr().err == ""  # cached
 
