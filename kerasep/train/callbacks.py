@@ -21,17 +21,36 @@ def resume_epoch(backup_dir):
 class _Progress(keras.callbacks.Callback):
     """One line per epoch on stderr (used with ``verbose=0`` when stdout is not a terminal)."""
 
-    def __init__(self, epochs, stream=sys.stderr):
+    def __init__(self, epochs, stream=None):
         super().__init__()
         self.epochs = epochs
-        self.stream = stream
+        self.stream = stream  # None: sys.stderr as it is when an epoch ends (it may be replaced)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
         items = " ".join(f"{k}={float(v):.5g}" for k, v in sorted((logs or {}).items()))
-        print(f"epoch {epoch + 1}/{self.epochs} ({time.time() - self._t:.1f} s) {items}", file=self.stream, flush=True)
+        print(f"epoch {epoch + 1}/{self.epochs} ({time.time() - self._t:.1f} s) {items}", file=self.stream or sys.stderr, flush=True)
+
+
+class _LogLearningRate(keras.callbacks.Callback):
+    """Puts the optimizer's ``learning_rate`` into the epoch's logs before the CSV row is
+    written (ReduceLROnPlateau logs the same value, later), so ``history.csv`` has it too."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        optimizer = getattr(self.model, "optimizer", None)
+        if logs is not None and optimizer is not None and not hasattr(optimizer, "optimizers"):
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+
+def _csv_header(path):
+    """The column names of a CSV file's first line, or None when there is no such file."""
+    try:
+        with open(path, newline="") as f:
+            return f.readline().strip().split(",")
+    except OSError:
+        return None
 
 
 def _have_tensorboard():
@@ -67,6 +86,49 @@ def previous_best(output_dir, start_epoch, monitor="val_loss"):
     return best
 
 
+def _number(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def merged_history(output_dir, start_epoch, history):
+    """``history`` (``{key: [values]}`` of the epochs from ``start_epoch`` on, what ``fit``
+    returned) preceded by the epochs ``0 .. start_epoch - 1`` of earlier calls on
+    ``output_dir``: their rows of ``history.csv`` (written as each epoch ends, so also those of
+    a killed run), completed with the previous ``history.json`` (the keys the CSV does not
+    have, such as ``learning_rate``, which is logged after the CSV row is written). Values an
+    epoch did not log are None."""
+    out = Path(output_dir)
+    if not start_epoch:
+        return {k: list(v) for k, v in history.items()}
+    earlier = [{} for _ in range(start_epoch)]  # one {key: value} per epoch before start_epoch
+    path = out / "history.csv"
+    if path.is_file():
+        import csv
+
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                epoch = _number(row.pop("epoch", None))
+                if epoch is not None and 0 <= epoch < start_epoch and epoch == int(epoch):
+                    earlier[int(epoch)] = {k: _number(v) for k, v in row.items() if k}
+    try:
+        old = json.loads((out / "history.json").read_text())
+        old = {k: list(v) for k, v in old.items()} if isinstance(old, dict) else {}
+    except (OSError, ValueError, TypeError):
+        old = {}
+    for e, row in enumerate(earlier):
+        for k, values in old.items():
+            if row.get(k) is None and e < len(values):
+                row[k] = _number(values[e])
+    if not any(earlier):  # nothing known of the earlier epochs
+        return {k: list(v) for k, v in history.items()}
+    keys = list(history) + sorted({k for row in earlier for k in row} - set(history))
+    nb_new = max((len(v) for v in history.values()), default=0)
+    return {k: [row.get(k) for row in earlier] + list(history.get(k, [None] * nb_new)) for k in keys}
+
+
 def truncate_history(output_dir, start_epoch):
     """Drop ``history.csv`` rows of epochs >= ``start_epoch`` (an epoch logged just before a
     kill but not backed up is trained again and logged again)."""
@@ -93,8 +155,12 @@ def make_callbacks(output_dir, training, monitor="val_loss", tensorboard=True, p
     own = out if worker_dir is None else Path(worker_dir)
     own.mkdir(parents=True, exist_ok=True)
     truncate_history(own, start_epoch)
-    cbs = [
-        # CSVLogger first: an epoch's row is on disk before the backup marks the epoch done
+    # the learning rate in the CSV rows, unless a resumed run's CSV was started without it (its
+    # rows must keep the columns of its header)
+    header = _csv_header(own / "history.csv") if start_epoch > 0 else None
+    cbs = [_LogLearningRate()] if header is None or "learning_rate" in header else []
+    cbs += [
+        # CSVLogger before the backup: an epoch's row is on disk before the backup marks the epoch done
         keras.callbacks.CSVLogger(str(own / "history.csv"), append=start_epoch > 0),
         keras.callbacks.BackupAndRestore(str(own / "backup"), delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(

@@ -6,11 +6,11 @@ import sys
 from pathlib import Path
 
 from kerasep.backend import keras, tf
-from kerasep.train.callbacks import make_callbacks, resume_epoch
+from kerasep.train.callbacks import make_callbacks, merged_history, resume_epoch
 from kerasep.train.config import ConfigError, load_config
 from kerasep.train.datasets import make_datasets
 from kerasep.train.devices import make_strategy, seed_everything, set_precision
-from kerasep.train.features import Adapter, build_separator
+from kerasep.train.features import Adapter, build_separator, freeze_batchnorm, is_pretrained
 from kerasep.train.patches import check_keras_version, multiworker_fit
 
 
@@ -54,7 +54,8 @@ def train(
 
     Returns:
         ``(separator, history_dict)``; the separator holds the best validation weights and is
-        saved as ``output_dir/model.keras``.
+        saved as ``output_dir/model.keras``. The history covers every epoch of the run folder,
+        those of earlier (interrupted or finished) calls included, as ``history.json``.
     """
     cfg = load_config(config)
     t = cfg["training"]
@@ -77,12 +78,16 @@ def train(
     policy = set_precision(t["mixed_precision"])
     chief = _chief()
     start_epoch = resume_epoch(out / "backup")
+    pretrained = is_pretrained(cfg["model"])
+    freeze = pretrained if t["freeze_batchnorm"] is None else bool(t["freeze_batchnorm"])
     try:
         with strategy.scope():
             separator = build_separator(cfg["model"])
             adapter = Adapter(separator, t["domain"])
+            if freeze:  # before compile: the frozen layers' weights are not trainable
+                freeze_batchnorm(adapter.feature_model)
             train_ds, valid_ds, steps, _ = make_datasets(cfg, data_root, adapter, start_epoch=start_epoch)
-            if start_epoch == 0:
+            if start_epoch == 0 and not pretrained:  # pretrained weights keep their own statistics
                 adapter.prepare(train_ds.take(steps))
             from kerasep import losses
 
@@ -116,7 +121,8 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     if chief:
         (out / "train_config.json").write_text(
-            json.dumps(dict(cfg, run={"data_root": str(data_root), "policy": policy}), indent=2))
+            json.dumps(dict(cfg, run={"data_root": str(data_root), "policy": policy,
+                                      "freeze_batchnorm": freeze}), indent=2))
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 0
     # other workers write their copies aside (TensorFlow's multi-worker rule)
@@ -139,7 +145,8 @@ def train(
         if chief and best.is_file():
             adapter.fit_model.load_weights(str(best))
         hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-        if chief:
+        if chief:  # with the epochs of earlier calls on this folder (resumed or finished runs)
+            hist = merged_history(out, start_epoch, hist)
             _atomic_save_model(separator, out / "model.keras")
             (out / "history.json").write_text(json.dumps(hist, indent=2))
     finally:

@@ -3,26 +3,69 @@
 :class:`FeaturizingModel` that computes features in the train step, and the one-off
 :func:`input_statistics` pass."""
 from kerasep.backend import keras
-from kerasep.train.config import ConfigError
+from kerasep.train.config import ConfigError, model_spec
 
 
 def build_separator(model_cfg):
-    """The untrained separator a config's ``model`` entry names: a zoo name (its architecture)
-    or ``{"family": ..., "config": {...}}`` (families: ``kerasep.zoo.registry.FAMILIES``)."""
+    """The separator a config's ``model`` entry names (forms: :func:`kerasep.train.config.model_spec`):
+    a zoo architecture, untrained (``"unet-2stems"``, ``{"zoo": name}``), a zoo model with its
+    pretrained weights (``{"zoo": name, "pretrained": true}``, through :func:`kerasep.zoo.load`:
+    fetched, verified, cached), or ``{"family": ..., "config": {...}}``, untrained.
+
+    Raises:
+        ConfigError: a bad entry (the message names the field). kerasep.zoo.WeightsError: the
+            pretrained weights are unavailable or corrupt.
+    """
     from kerasep import zoo
 
-    if isinstance(model_cfg, str):
+    spec = model_spec(model_cfg)
+    if not spec["pretrained"]:
+        return zoo.build(spec["config"], family=spec["family"])
+    model = zoo.load(spec["zoo"], weights=spec["weights"])
+    if spec["overrides"]:
+        # the same weights in the architecture with the overrides (e.g. another dropout rate)
+        twin = zoo.build(spec["config"], family=spec["family"])
         try:
-            return zoo.build(model_cfg)
-        except KeyError as e:
-            raise ConfigError(f"model: {e.args[0]}") from None
-    if not isinstance(model_cfg, dict) or "family" not in model_cfg:
-        raise ConfigError(f"model must be a zoo name or {{'family': ..., 'config': {{...}}}}. Received: {model_cfg!r}")
-    family, config = model_cfg["family"], dict(model_cfg.get("config") or {})
-    if family not in zoo.registry.FAMILIES:
-        raise ConfigError(f"model.family: unknown model family {family!r}; expected one of "
-                          f"{sorted(zoo.registry.FAMILIES)}")
-    return zoo.build(config, family=family)
+            twin.set_weights(model.get_weights())
+        except ValueError as e:
+            raise ConfigError(f"model.config: the overrides {spec['overrides']} change the shapes of "
+                              f"{spec['zoo']!r}'s pretrained weights ({e})") from None
+        model = twin
+    model.zoo_name = None  # what is trained is no longer the zoo's model
+    return model
+
+
+def is_pretrained(model_cfg):
+    """Whether a config's ``model`` entry starts from pretrained weights."""
+    return model_spec(model_cfg)["pretrained"]
+
+
+def batchnorm_layers(model):
+    """Every ``keras.layers.BatchNormalization`` inside ``model`` (nested models included)."""
+    found, seen = [], set()
+
+    def walk(layer):
+        for sub in getattr(layer, "layers", None) or []:
+            if id(sub) in seen:
+                continue
+            seen.add(id(sub))
+            if isinstance(sub, keras.layers.BatchNormalization):
+                found.append(sub)
+            walk(sub)
+
+    walk(model)
+    return found
+
+
+def freeze_batchnorm(model):
+    """Put every BatchNormalization layer of ``model`` in inference mode for training: Keras 3
+    runs a layer with ``trainable = False`` with its moving mean/variance (also inside
+    ``fit``) and never updates them; its ``gamma``/``beta`` are frozen too. The other layers
+    (dropout included) train as usual. Call it before ``compile``. Returns the layers."""
+    layers = batchnorm_layers(model)
+    for layer in layers:
+        layer.trainable = False
+    return layers
 
 
 class FeaturizingModel(keras.Model):

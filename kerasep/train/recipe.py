@@ -1,5 +1,8 @@
 """What the ``zoo/<model>/train.py`` recipes share: their command-line flags and the config
 those flags make."""
+import argparse
+
+from kerasep.cli import positive_float, positive_int  # noqa: F401  (the flag types, for recipes)
 from kerasep.train.config import load_config
 
 
@@ -7,13 +10,11 @@ def recipe_parser(description, config_path):
     """An ``argparse`` parser with the flags every ``zoo/<model>/train.py`` recipe shares:
     ``--data``, ``--output``, ``--config`` (default ``config_path``), ``--epochs``, ``--subset``,
     ``--no-split``, ``--cache-dir``, ``--small``, ``--seed``, ``-q``. Recipes add their own."""
-    import argparse
-
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--data", required=True, help="MUSDB18 / MUSDB18-HQ root")
     p.add_argument("--output", required=True, help="run folder; rerun with the same folder to resume")
     p.add_argument("--config", default=str(config_path))
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--epochs", type=positive_int, default=None)
     p.add_argument("--subset", default=None, help="use this MUSDB subset for training and validation")
     p.add_argument("--no-split", action="store_true", help="no official train/valid split (e.g. the test subset)")
     p.add_argument("--cache-dir", default=None, help="decoded tracks (and validation features) on disk")

@@ -61,7 +61,12 @@ def load(name, weights=None, download=True):
         KeyError: unknown name. kerasep.zoo.WeightsError: weights unavailable or corrupt.
     """
     if str(name).endswith(".keras"):
-        import kerasep.models  # noqa: F401  (registers kerasep classes for deserialisation)
+        # register every kerasep class a .keras file may name: the models and their layers, and
+        # the losses and metrics of a compiled model (its compile config is restored on load)
+        import kerasep.layers  # noqa: F401
+        import kerasep.losses  # noqa: F401
+        import kerasep.metrics  # noqa: F401
+        import kerasep.models  # noqa: F401
         from kerasep.backend import keras
 
         path = Path(name).expanduser()

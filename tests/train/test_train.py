@@ -273,6 +273,12 @@ def test_sigkill_and_resume_gives_the_same_weights(musdb_hq_root, tmp_path):
     ha = (tmp_path / "straight" / "history.csv").read_text().splitlines()
     hb = (tmp_path / "killed" / "history.csv").read_text().splitlines()
     assert ha == hb  # same losses, epoch by epoch
+    # the resumed run's history.json has every epoch, those before the kill included
+    ja = json.loads((tmp_path / "straight" / "history.json").read_text())
+    jb = json.loads((tmp_path / "killed" / "history.json").read_text())
+    assert len(ja["val_loss"]) == 4 and ja.keys() == jb.keys()
+    for k in ja:
+        np.testing.assert_allclose(jb[k], ja[k], rtol=1e-6, err_msg=k)
 
 
 CHILD = r"""

@@ -92,6 +92,9 @@ def main(argv=None):
         # --- model: the separator; model.fit trains its spectrogram core ------------------
         separator = kt.build_separator(cfg["model"])
         adapter = kt.Adapter(separator, t["domain"])
+        # a config that starts from pretrained weights (finetune_config.json) freezes BatchNorm
+        if t["freeze_batchnorm"] or (t["freeze_batchnorm"] is None and kt.is_pretrained(cfg["model"])):
+            kt.freeze_batchnorm(adapter.feature_model)
         # --- data ------------------------------------------------------------------------
         train_ds, valid_ds, steps, nb_tracks = kt.make_datasets(cfg, args.data, adapter, start_epoch=start_epoch)
         model = adapter.fit_model
