@@ -634,7 +634,8 @@ def build_parser():
     lst.set_defaults(func=cmd_list)
 
     trn = sub.add_parser("train", help="train a model from a JSON config (model.fit, resumable)")
-    trn.add_argument("config", metavar="CONFIG", help="training config JSON (see zoo/unet-2stems/train_config.json)")
+    trn.add_argument("config", metavar="CONFIG", help="training config JSON (zoo/unet-2stems/train_config.json: from scratch; "
+                          "zoo/unet-2stems/finetune_config.json: from the pretrained weights)")
     trn.add_argument("--data", required=True, help="dataset root: MUSDB18(-HQ) folder or stem folder")
     trn.add_argument("-o", "--output", default=None,
                      help="run folder (model.keras, checkpoints, backup, logs); rerun to resume")
@@ -782,7 +783,10 @@ def main(argv=None):
         from kerasep.zoo import weights
 
         weights.progress = terminal and not getattr(args, "quiet", False)
-        return args.func(args)
+        if args.command == "train":  # the training driver handles its own interruptions
+            return args.func(args)
+        with runner.cleanup_on_sigterm():  # SIGTERM: temporaries removed, outputs rolled back
+            return args.func(args)
     finally:
         runner.INTERFACE["name"] = saved_interface
         warnings.showwarning = saved_showwarning

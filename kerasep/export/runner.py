@@ -756,6 +756,35 @@ def write_failure(exc, path, what="file"):
     return f"could not write the {what} {path}: {exc}"
 
 
+class cleanup_on_sigterm:
+    """``with cleanup_on_sigterm():`` SIGTERM (``kill``, a job scheduler's stop) raises
+    ``SystemExit(143)`` in the main thread instead of ending the process at once, so temporaries
+    are removed and an :class:`OutputSet` rolls back on the way out, as on Ctrl-C. Elsewhere
+    than the main thread, or where signals cannot be set, it does nothing."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self.saved = None
+        if threading.current_thread() is threading.main_thread():
+            def terminate(signum, frame):
+                raise SystemExit(128 + signum)
+
+            try:
+                self.saved = signal.signal(signal.SIGTERM, terminate)
+            except (ValueError, OSError, AttributeError):
+                self.saved = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, self.saved)
+        return False
+
+
 def _fsync(path, directory=False):
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -1059,7 +1088,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     saved, INTERFACE["name"] = INTERFACE["name"], "cli"
     try:
-        return _main(parser, args)
+        with cleanup_on_sigterm():
+            return _main(parser, args)
     finally:
         INTERFACE["name"] = saved
 

@@ -388,3 +388,30 @@ def test_full_disk_under_the_work_folder(models, song, tmp_path, monkeypatch, ca
         assert os.listdir(mount / "tmp") == []
     finally:
         subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+@pytest.mark.parametrize("backend", ["keras", "onnx"])
+def test_sigterm_during_the_write_cleans_up_at_once(backend, models, song, tmp_path, home):
+    """SIGTERM (not -9): the run removes its own temporaries and work folder on the way out."""
+    out = tmp_path / "out"
+    _existing_output(out)
+    before = snapshot(out)
+    marker = tmp_path / "stalled"
+    env = dict(os.environ, KERASEP_HOME=str(home), PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, "write", str(marker), "separate", str(song), "-o", str(out),
+                             "-m", str(models[backend]), "--backend", backend, "--overwrite", "-q"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert marker.exists(), "the child did not reach the write stage"
+        assert leftovers(out), "expected the run's temporaries while it writes"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert leftovers(home / "tmp", out) == []
+    assert snapshot(out) == before
