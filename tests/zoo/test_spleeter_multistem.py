@@ -256,3 +256,21 @@ def test_archive_pinned_user_paths(home, archive_only, tmp_path):
         weights.resolve("archive-only", path=other, download=False)
     folder = weights.resolve("archive-only", path=tar_path, download=False)
     assert json.loads((folder / weights.RECORDED).read_text())["model.index"] == hashlib.sha256(files["model.index"]).hexdigest()
+
+
+@pytest.mark.slow
+def test_tiny_5stems_layout_fulfils_the_contract(real_mixture, tmp_path):
+    """The 5-stems architecture (ELU, softmax masks over 5 targets) at a tiny size: config and
+    ``.keras`` round trips, chunked == whole-file, ONNX parity (tests/testing.py)."""
+    from testing import run_separator_test
+
+    from kerasep.backend import keras
+    from kerasep.models import UNetSeparator
+
+    keras.utils.set_random_seed(0)
+    config = dict(registry.MODELS["unet-5stems"]["config"], n_fft=256, hop_length=64, T=64, F=64,
+                  conv_n_filters=[4, 4, 8, 8, 8, 8])
+    model = UNetSeparator(**config)
+    model.build((None, 2, None))
+    assert model.stems == SPLEETER_ORDER["unet-5stems"]
+    run_separator_test(model, real_mixture[:44100], tmp_path, chunk_seconds=0.3, exports=("onnx",))
