@@ -167,7 +167,8 @@ BLOCK_TIMESTEPS = 1 << 18
 def _ffmpeg_blocks(path: str, start: float, duration: Optional[float], why: str, block: int):
     """Start decoding the first audio stream with ffmpeg, at its own rate and channel count.
 
-    Returns ``(rate, channels, blocks)``; ``blocks`` yields ``float32 (m, channels)`` arrays of at
+    Returns ``(rate, channels, blocks, duration)`` (``duration``: the seconds ffprobe declares, or
+    None); ``blocks`` yields ``float32 (m, channels)`` arrays of at
     most ``block`` timesteps. ffmpeg reports a failure only when it exits, so a corrupt file may
     raise :class:`_FFmpegFailure` after some blocks.
     """
@@ -213,7 +214,7 @@ def _ffmpeg_blocks(path: str, start: float, duration: Optional[float], why: str,
                     f"{channels}-channel float32 frames (did the channel layout change mid-stream?)"
                 )
 
-    return rate, channels, blocks()
+    return rate, channels, blocks(), meta["duration"]
 
 
 def _soundfile_blocks(f: "soundfile.SoundFile", path: str, duration: Optional[float], block: int):
@@ -248,7 +249,7 @@ def _ffmpeg_guarded(path, start, duration, why, block, soundfile_error=None):
     :class:`AudioError` naming the file (and soundfile's own error when ffmpeg was the fallback)."""
     prefix = "" if soundfile_error is None else f"soundfile: {soundfile_error}; "
     try:
-        rate, channels, blocks = _ffmpeg_blocks(path, start, duration, why, block)
+        rate, channels, blocks, declared = _ffmpeg_blocks(path, start, duration, why, block)
     except _FFmpegFailure as e:
         raise AudioError(f"{path}: {_UNDECODABLE} ({prefix}{e})") from None
 
@@ -258,7 +259,7 @@ def _ffmpeg_guarded(path, start, duration, why, block, soundfile_error=None):
         except _FFmpegFailure as e:
             raise AudioError(f"{path}: {_UNDECODABLE} ({prefix}{e})") from None
 
-    return rate, channels, guarded()
+    return rate, channels, guarded(), None if declared is None else int(round(declared * rate))
 
 
 def _checked(blocks, path: str, rate: int, expected: Optional[int], allow_truncated: bool):
@@ -323,17 +324,10 @@ def decode_blocks(path: str, start: float = 0.0, duration: Optional[float] = Non
     return rate, channels, _checked(blocks, path, rate, _expected(declared, rate, start, duration), allow_truncated)
 
 
-def _ffmpeg_declared(path, start, duration, why, block, soundfile_error=None):
-    rate, channels, blocks = _ffmpeg_guarded(path, start, duration, why, block, soundfile_error)
-    meta_duration = _ffprobe(path, why).get("duration")
-    declared = None if meta_duration is None else int(round(meta_duration * rate))
-    return rate, channels, blocks, declared
-
-
 def _decode_blocks(path, start, duration, block):
     ext = os.path.splitext(path)[1].lower()
     if ext in FFMPEG_EXTENSIONS:
-        return _ffmpeg_declared(path, start, duration, f"decoding '{ext}' files uses ffmpeg", block)
+        return _ffmpeg_guarded(path, start, duration, f"decoding '{ext}' files uses ffmpeg", block)
     try:
         f = soundfile.SoundFile(path)
         try:
@@ -359,7 +353,7 @@ def _decode_blocks(path, start, duration, block):
             f"{path}: {_UNDECODABLE} (soundfile: {sf_error}); ffmpeg, the fallback decoder, "
             "was not found on the PATH (install ffmpeg to read more formats)"
         )
-    return _ffmpeg_declared(path, start, duration, "the fallback decoder is ffmpeg", block, sf_error)
+    return _ffmpeg_guarded(path, start, duration, "the fallback decoder is ffmpeg", block, sf_error)
 
 
 def _decode(path: str, start: float, duration: Optional[float],

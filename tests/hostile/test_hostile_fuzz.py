@@ -40,6 +40,7 @@ def containers(tmp_path_factory):
     return out
 
 
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")
 @FUZZ
 @given(ext=st.sampled_from(["wav", "flac", "mp3", "m4a"]), data=st.data())
 def test_cut_and_corrupted_containers(ext, data, containers, tmp_path):
@@ -60,9 +61,17 @@ def test_cut_and_corrupted_containers(ext, data, containers, tmp_path):
     except audio.AudioError as exc:
         assert "fuzz." in str(exc)
     else:
-        # decoded without complaint: then it is (nearly) the whole file
+        # decoded without complaint: then it is (nearly) all the file declares (a cut file whose
+        # header no longer declares a length, e.g. an MP3 without its Xing frame, is a short file)
         assert y.dtype == np.float32 and y.shape[1] == 2 and np.isfinite(y).all()
-        assert len(y) >= 0.5 * 44100 - runner.truncation_tolerance(22050, 44100) - 2048
+        declared = runner.wav_declared_frames(path)
+        if declared is None:
+            try:
+                declared = audio.info(path)["nb_timesteps"]
+            except audio.AudioError:
+                declared = None
+        if declared:
+            assert len(y) >= declared - runner.truncation_tolerance(declared, 44100), (len(y), declared)
     before = set(os.listdir(work))
     try:
         mix = diskaudio.decode_to_disk(path, work)
