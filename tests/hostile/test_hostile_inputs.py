@@ -427,3 +427,15 @@ def test_unreadable_input_said_in_words(song, tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "open", deny)
     with pytest.raises(audio.AudioError, match="permission denied while reading .*song.wav"):
         audio.load(song)
+
+
+@pytest.mark.parametrize("command", ["export", "evaluate"])
+def test_weights_flag_refused_by_export_and_evaluate(command, home, tmp_path, capsys):
+    path, says = _bad_weights("incomplete-folder", tmp_path)
+    out = tmp_path / "out"
+    argv = {"export": ["export", "unet-2stems", "-o", out / "m.onnx"],
+            "evaluate": ["evaluate", "unet-2stems", "--musdb", tmp_path / "musdb", "-o", out]}[command]
+    code = run_cli(*argv, "--weights", path)
+    err = capsys.readouterr().err
+    assert code in (1, 2) and f"kerasep {command}: --weights {path}: {says}" in err, err
+    assert not out.exists() and not (home / "weights" / KEY).exists()
