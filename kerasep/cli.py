@@ -195,11 +195,12 @@ def cmd_separate(args):
                                            nb_channels=model.nb_channels, downmix=args.downmix,
                                            allow_truncated=args.allow_truncated)
             print(f"{inp}: {mix.shape[0] / model.sample_rate:.1f} s", file=sys.stderr)
+            paths = output_paths(inp, args.output, stems, args.format)
+            _check_space(tmp, paths, mix, model, args, inp)
             out = inference.separate_array(mix, model, chunk_seconds=args.chunk_seconds,
                                            progress=not args.quiet, shifts=args.shifts,
                                            two_stems=args.two_stems, seed=args.seed,
                                            alloc=functools.partial(diskaudio.DiskArray.zeros, directory=tmp))
-            paths = output_paths(inp, args.output, stems, args.format)
             audio.save_stems(paths, {t: out[t].blocks() for t in paths}, model.sample_rate, model.nb_channels,
                              subtype=args.subtype, overwrite=args.overwrite,
                              bitrate=args.bitrate, quality=args.quality)
@@ -216,6 +217,20 @@ def cmd_separate(args):
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
     return 1 if failures else 0
+
+
+def _check_space(tmp, paths, mix, model, args, inp):
+    """Before separating ``inp``: room in the work folder for the model's stems (raw float32)
+    and, where the size is known (wav, constant-bitrate mp3), in the output folder for the
+    stems to write; AudioError saying how much is needed and free."""
+    from kerasep.audio import AudioError
+    from kerasep.export.runner import check_free_space, estimated_bytes
+
+    n, channels = mix.shape[0], model.nb_channels
+    check_free_space(tmp, n * channels * 4 * len(model.stems), f"the intermediates of {inp}", AudioError)
+    size = estimated_bytes(args.format, args.subtype, n, channels, model.sample_rate, args.bitrate, args.quality)
+    if size is not None:
+        check_free_space(next(iter(paths.values())).parent, size * len(paths), f"the stems of {inp}", AudioError)
 
 
 def work_folder():

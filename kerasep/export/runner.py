@@ -756,6 +756,36 @@ def write_failure(exc, path, what="file"):
     return f"could not write the {what} {path}: {exc}"
 
 
+def estimated_bytes(fmt, subtype, nb_timesteps, nb_channels, sample_rate, bitrate=None, quality=None):
+    """The size of one output file where it is known before writing (WAV: exact; MP3 at a
+    constant bitrate: exact up to the frame padding), else None (FLAC, Ogg, VBR)."""
+    if fmt == "wav":
+        width = {"PCM_16": 2, "PCM_24": 3, "FLOAT": 4}.get(subtype or "PCM_16", 4)
+        return 44 + int(nb_timesteps) * int(nb_channels) * width
+    if fmt == "mp3" and quality is None:
+        kbps = DEFAULT_MP3_BITRATE if bitrate is None else parse_bitrate(bitrate)
+        return int(kbps * 1000 / 8 * nb_timesteps / sample_rate)
+    return None
+
+
+def check_free_space(folder, needed, what, error=None):
+    """Before any work: ``error`` (default :class:`RunnerError`) when the file system of
+    ``folder`` (or of its nearest existing parent) has less than ``needed`` bytes free, saying
+    how much is needed and how much is free."""
+    anchor = Path(folder)
+    while not anchor.exists() and anchor.parent != anchor:
+        anchor = anchor.parent
+    try:
+        st = os.statvfs(anchor)
+    except (OSError, AttributeError):  # no statvfs (Windows): the write itself will say
+        return
+    free = st.f_bavail * st.f_frsize
+    if needed > free:
+        raise (error or RunnerError)(
+            f"no space left on device for {what} in {folder}: about {needed / 1e6:.2f} MB needed, "
+            f"{free / 1e6:.2f} MB free (nothing was written)")
+
+
 class cleanup_on_sigterm:
     """``with cleanup_on_sigterm():`` SIGTERM (``kill``, a job scheduler's stop) raises
     ``SystemExit(143)`` in the main thread instead of ending the process at once, so temporaries
@@ -973,6 +1003,9 @@ def separate_file(model, inp, outdir, fmt="wav", overwrite=False, chunk_seconds=
         model_check = getattr(model, "check_feed", None)
         if model_check is not None:
             model_check(feed_shapes(model, mix.shape[0], chunk_seconds), f"{inp} ({mix.shape[0]} samples)")
+        size = estimated_bytes(fmt, subtype, mix.shape[0], model.nb_channels, model.sample_rate, bitrate, quality)
+        if size is not None:  # a full disk is said before the separation, not after it
+            check_free_space(next(iter(paths.values())).parent, size * len(paths), f"the stems of {inp}")
         files = {}
         with OutputSet(paths, overwrite) as temps:
             try:

@@ -106,42 +106,79 @@ def test_two_inputs_for_one_folder_refused_before_work(backend, models, song, tm
 # ---------------------------------------------------------------------------------------------
 
 
+def _tmpfs(mount, size):
+    mount.mkdir()
+    try:
+        return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
+                              capture_output=True).returncode == 0
+    except OSError:  # no mount command
+        return False
+
+
 @pytest.fixture
 def small_disk(tmp_path):
-    """A 600 KiB tmpfs (room for two 1.5 s 16-bit stereo stems of three), or None where tmpfs
-    cannot be mounted here (then the tests inject ENOSPC)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount)], capture_output=True)
-    if proc.returncode != 0:
-        yield None
-        return
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], capture_output=True)
+    """``mount(size)``: a tmpfs of that size (umounted afterwards), or None where tmpfs cannot be
+    mounted here (then the tests inject ENOSPC or a full statvfs)."""
+    mounted = []
+
+    def mount(size):
+        path = tmp_path / f"disk{len(mounted)}"
+        if not _tmpfs(path, size):
+            return None
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in mounted:
+        subprocess.run(["umount", str(path)], capture_output=True)
 
 
 @pytest.mark.parametrize("backend", ["keras", "onnx"])
-def test_full_disk_leaves_nothing_and_says_so(backend, models, song, tmp_path, home, small_disk, capsys,
-                                              monkeypatch):
-    if small_disk is None:  # inject ENOSPC in the third stem's writes
-        calls = {"n": 0}
+def test_full_disk_refused_before_the_separation(backend, models, song, tmp_path, home, small_disk, capsys,
+                                                 monkeypatch):
+    """WAV stems whose size is known: a disk without room for all of them is said before any
+    separation (600 KiB for three 265 KB stems)."""
+    disk = small_disk("600k")
+    if disk is None:  # the output folder's file system: 10 blocks free
+        real = os.statvfs
+        full = str(tmp_path / "out")
+        monkeypatch.setattr(runner.os, "statvfs", lambda p: os.statvfs_result(
+            tuple(real(p))[:4] + (10,) + tuple(real(p))[5:]) if str(p).startswith(full) else real(p))
+        disk = tmp_path
+    out = disk / "out"
+    folder = _existing_output(out)
+    before = snapshot(out)
+    code = run_cli("separate", song, "-o", out, "-m", models[backend], "--backend", backend, "--overwrite", "-q")
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"no space left on device for the stems of {song} in {folder}: about 0.79 MB needed" in err, err
+    assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("backend", ["keras", "onnx"])
+@pytest.mark.parametrize("how", ["tmpfs", "injected"])
+def test_disk_full_during_the_write_leaves_nothing_and_says_so(how, backend, models, song, tmp_path, home,
+                                                               small_disk, capsys, monkeypatch):
+    """FLAC stems (size unknown beforehand) on a 250 KiB tmpfs, or ENOSPC injected into the
+    last stem's writes: the message says the disk is full, nothing partial, nothing changed."""
+    disk = small_disk("250k") if how == "tmpfs" else None
+    if disk is None:
+        if how == "tmpfs":
+            pytest.skip("tmpfs cannot be mounted here (the injected case still runs)")
         original = sf.SoundFile.write
 
         def write(self, data):
-            calls["n"] += 1
             if os.path.basename(self.name).startswith(".rest."):
                 raise OSError(errno.ENOSPC, "No space left on device")
             return original(self, data)
 
         monkeypatch.setattr(sf.SoundFile, "write", write)
-        out = tmp_path / "out"
-    else:
-        out = small_disk / "out"
+        disk = tmp_path
+    out = disk / "out"
     folder = _existing_output(out)
     before = snapshot(out)
-    code = run_cli("separate", song, "-o", out, "-m", models[backend], "--backend", backend, "--overwrite", "-q")
+    code = run_cli("separate", song, "-o", out, "-m", models[backend], "--backend", backend, "--overwrite", "-q",
+                   "--format", "flac")
     err = capsys.readouterr().err
     assert code == 1
     assert "no space left on device while writing" in err, err
@@ -374,9 +411,7 @@ def test_full_disk_under_the_work_folder(models, song, tmp_path, monkeypatch, ca
     """$KERASEP_HOME/tmp (the decoded input, the stems' raw files) on a full disk: a message in
     words, no output, the work folder removed."""
     mount = tmp_path / "home"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=200k", "tmpfs", str(mount)],
-                      capture_output=True).returncode != 0:
+    if not _tmpfs(mount, "200k"):
         pytest.skip("tmpfs cannot be mounted here")
     try:
         monkeypatch.setenv("KERASEP_HOME", str(mount))
