@@ -56,6 +56,8 @@ def _expand_inputs(inputs, pattern, outdir):
             print(f"{path}: {len(found)} audio file(s) found (--glob {pattern!r})", file=sys.stderr)
         elif path.is_file():
             found = [path]
+        elif path.exists():  # a device, a FIFO, a socket
+            return None, (2, f"{path}: not a regular file or folder; expected an audio file or a folder of them")
         else:
             missing.append(str(inp))
             continue

@@ -73,6 +73,8 @@ def check_path(path) -> str:
         raise AudioError(f"{spath}: no such file")
     if os.path.isdir(spath):
         raise AudioError(f"{spath}: expected an audio file, found a directory")
+    if not os.path.isfile(spath):  # reading a FIFO or a device would block or never end
+        raise AudioError(f"{spath}: not a regular file (a device, FIFO or socket); expected an audio file")
     try:
         size = os.path.getsize(spath)
     except OSError as e:

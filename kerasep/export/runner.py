@@ -398,6 +398,8 @@ def load_audio(path, sample_rate, nb_channels, allow_truncated=False):
     path = Path(path)
     if path.is_dir():
         raise RunnerError(f"{path}: expected an audio file, found a folder")
+    if path.exists() and not path.is_file():
+        raise RunnerError(f"{path}: not a regular file; expected an audio file")
     if not path.is_file():
         raise RunnerError(f"no such input file: {path}")
     try:

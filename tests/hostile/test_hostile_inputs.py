@@ -439,3 +439,23 @@ def test_weights_flag_refused_by_export_and_evaluate(command, home, tmp_path, ca
     err = capsys.readouterr().err
     assert code in (1, 2) and f"kerasep {command}: --weights {path}: {says}" in err, err
     assert not out.exists() and not (home / "weights" / KEY).exists()
+
+
+def test_device_and_fifo_inputs(tmp_path, models, capsys):
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    for path in ("/dev/zero", fifo):
+        assert run_cli("separate", path, "-o", tmp_path / "out", "-m", models["keras"]) == 2
+        assert "not a regular file or folder" in capsys.readouterr().err
+    model = runner.OnnxSeparator(models["onnx"])
+    with pytest.raises(runner.RunnerError, match="not a regular file"):
+        runner.separate_file(model, "/dev/zero", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_device_and_fifo_refused_by_audio_load(tmp_path):
+    fifo = tmp_path / "pipe.wav"
+    os.mkfifo(fifo)
+    for path in ("/dev/zero", fifo):
+        with pytest.raises(audio.AudioError, match="not a regular file"):
+            audio.load(path)
