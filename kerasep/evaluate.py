@@ -95,7 +95,9 @@ def complete_estimates(estimates, mixture):
     ``accompaniment = mixture − vocals``. Other keys pass through; non-MUSDB keys are dropped."""
     est = {k: np.asarray(v, np.float32) for k, v in estimates.items() if k in MUSDB_TARGETS}
     if set(est) == {"vocals"}:
-        est["accompaniment"] = np.asarray(mixture, np.float32)[: len(est["vocals"])] - est["vocals"]
+        mixture = np.asarray(mixture, np.float32)
+        vocals = check_estimate("vocals", est["vocals"], (None, mixture.shape[-1]))  # any length
+        est["accompaniment"] = mixture[: len(vocals)] - vocals
     if len(est) < 2:
         raise ValueError(
             f"museval scores two or more MUSDB targets {list(MUSDB_TARGETS)}; the model gives {sorted(estimates)}"
@@ -110,13 +112,15 @@ def check_estimate(name, estimate, reference_shape, rate=44100, pad=False, crop=
     is zero-padded only with ``pad``, a longer one cropped only with ``crop`` (else ValueError
     giving both lengths)."""
     v = np.asarray(estimate)
-    n, channels = int(reference_shape[0]), int(reference_shape[1])
+    n, channels = reference_shape[0], int(reference_shape[1])  # n None: any length
+    n = len(v) if n is None else int(n)
+    want = f"({'nb_timesteps' if reference_shape[0] is None else n}, {channels})"
     if v.dtype.kind not in "fiu" or v.ndim != 2:
         raise ValueError(f"estimate {name!r}: expected a float array (nb_timesteps, {channels}), "
                          f"found dtype {v.dtype} and shape {v.shape}")
     if v.shape[1] != channels:
         transposed = v.shape[0] == channels
-        raise ValueError(f"estimate {name!r}: expected shape (nb_timesteps, nb_channels) = ({n}, {channels}), "
+        raise ValueError(f"estimate {name!r}: expected shape (nb_timesteps, nb_channels) = {want}, "
                          f"found {v.shape}" + ("; it looks like (nb_channels, nb_timesteps): pass its transpose"
                                                 if transposed else ""))
     v = v.astype(np.float32, copy=False)

@@ -459,3 +459,12 @@ def test_device_and_fifo_refused_by_audio_load(tmp_path):
     for path in ("/dev/zero", fifo):
         with pytest.raises(audio.AudioError, match="not a regular file"):
             audio.load(path)
+
+
+def test_evaluate_complement_checks_the_vocals_shape():
+    from kerasep import evaluate as ev
+
+    with pytest.raises(ValueError, match=r"= \(nb_timesteps, 2\), found \(2, 1000\); it looks like"):
+        ev.complete_estimates({"vocals": np.zeros((2, 1000))}, np.zeros((1000, 2)))
+    est = ev.complete_estimates({"vocals": np.zeros((1000, 2))}, np.ones((1000, 2)))
+    assert est["accompaniment"].shape == (1000, 2) and est["accompaniment"].sum() == 2000
