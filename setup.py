@@ -30,6 +30,7 @@ setup(
         "scipy",
         "soundfile>=0.12",
         "tqdm",
+        "jsonschema>=4",  # training-config validation (kerasep/train/schema.py)
     ],
     extras_require={
         # onnxconverter-common: float16 exports only

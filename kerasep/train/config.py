@@ -168,4 +168,9 @@ def load_config(path_or_dict):
                           f"from pretrained weights). Received: {t['freeze_batchnorm']!r}")
     if cfg["data"]["source"] not in ("musdb", "folder"):
         raise ConfigError(f"data.source must be 'musdb' or 'folder'. Received: {cfg['data']['source']!r}")
+    from kerasep.train import schema
+
+    problems = schema.errors("data", cfg["data"]) + schema.errors("training", cfg["training"])
+    if problems:
+        raise ConfigError("invalid training config: " + "; ".join(problems))
     return cfg
