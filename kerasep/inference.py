@@ -365,6 +365,7 @@ def separate(
     shifts=0,
     two_stems=None,
     seed=None,
+    allow_truncated=False,
 ):
     """Separate a song into stems.
 
@@ -383,6 +384,8 @@ def separate(
         two_stems: a target name ``s``: return only ``s`` and ``"no_" + s`` (the sum of the
             other targets), e.g. ``"vocals"`` → ``{"vocals", "no_vocals"}``.
         seed: seed of the random shifts.
+        allow_truncated: separate what decodes of a file whose decoded length is shorter than
+            the length its container declares (default: an error naming both).
 
     Returns:
         ``{target: float32 array (nb_timesteps, nb_channels)}`` at the input's rate and length.
@@ -393,7 +396,8 @@ def separate(
     model = as_separator(model, weights)
     rate = model.sample_rate
     if isinstance(audio_or_path, (str, Path)):
-        mix = _audio.load(audio_or_path, sample_rate=rate, nb_channels=model.nb_channels, downmix=downmix)
+        mix = _audio.load(audio_or_path, sample_rate=rate, nb_channels=model.nb_channels, downmix=downmix,
+                          allow_truncated=allow_truncated)
         in_rate = rate
     else:
         mix = _audio.check_audio(audio_or_path, nb_channels=model.nb_channels, downmix=downmix)

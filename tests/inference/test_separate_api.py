@@ -26,3 +26,20 @@ def test_api_resamples_arrays_at_other_rates(unet_2stems):
     assert stems["vocals"].shape == x.shape
     total = stems["vocals"] + stems["accompaniment"]
     assert np.corrcoef(total[:, 0], x[:, 0])[0, 1] > 0.99
+
+
+def test_truncated_file_refused_unless_allowed(tmp_path):
+    """A file cut in half: kerasep.separate names both lengths and the keyword that accepts it."""
+    import kerasep
+    from testing import tiny_unet
+
+    cut = tmp_path / "cut.mp3"
+    data = MIXTURE_MP3.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    model = tiny_unet()
+    with pytest.raises(audio.AudioError, match="allow_truncated=True"):
+        kerasep.separate(cut, model)
+    stems = kerasep.separate(cut, model, allow_truncated=True)
+    full = audio.load(MIXTURE_MP3)
+    assert set(stems) == set(model.stems)
+    assert 0 < stems["vocals"].shape[0] < 0.75 * full.shape[0]
