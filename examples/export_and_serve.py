@@ -2,20 +2,21 @@
 
 Shows: ``kerasep.export.export(model, "model.onnx", with_runner=True)`` writes the model (STFT,
 network, masks and inverse STFT in one graph, dynamic batch and length, kerasep metadata) and,
-beside it, ``run_onnx.py``: kerasep's self-contained runner (numpy, onnxruntime, soundfile).
+beside it, ``run_onnx.pyz``: kerasep's self-contained runner, one zipapp file (numpy, onnxruntime,
+soundfile).
 The serving side then runs in a separate process in which ``import tensorflow`` (and
 ``import kerasep``) fail, as on a machine that has neither:
 
-- the runner's command line: ``python run_onnx.py model.onnx song.wav -o OUT``;
-- the runner as a library: ``run_onnx.OnnxSeparator(path)`` and ``run_onnx.separate_array``
-  on an array, what a web service would call per request.
+- the runner's command line: ``python run_onnx.pyz model.onnx song.wav -o OUT``;
+- the runner as a library (the zipapp on ``sys.path``, ``import kerasep_runner as run_onnx``):
+  ``run_onnx.OnnxSeparator(path)`` and ``run_onnx.separate_array`` on an array, what a web service would call per request.
 
 Run:
 
     python examples/export_and_serve.py song.wav -m unet-2stems -o exported/   # a zoo model (~1 min export)
     python examples/export_and_serve.py --smoke                                # CI: a tiny untrained U-Net
 
-Serving only (on the deployment machine, with the two files): ``python run_onnx.py model.onnx song.wav``.
+Serving only (on the deployment machine, with the two files): ``python run_onnx.pyz model.onnx song.wav``.
 """
 import argparse
 import json
@@ -28,16 +29,15 @@ TEST_SONG = REPO / "tests" / "data" / "audio_example.mp3"
 
 # The serving process: no TensorFlow, no kerasep; only the exported folder.
 SERVE = r'''
-import importlib.util, json, sys
+import json, sys
 sys.modules["tensorflow"] = None  # `import tensorflow` raises ImportError from here on
 sys.modules["kerasep"] = None
 model_path, song, out = sys.argv[1:4]
 folder = model_path.rsplit("/", 1)[0]
-spec = importlib.util.spec_from_file_location("run_onnx", folder + "/run_onnx.py")
-run_onnx = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(run_onnx)
+sys.path.insert(0, folder + "/run_onnx.pyz")  # a zipapp: its package imports from the zip
+import kerasep_runner as run_onnx
 
-# 1. the runner's command line, as `python run_onnx.py model.onnx song.wav -o out`
+# 1. the runner's command line, as `python run_onnx.pyz model.onnx song.wav -o out`
 code = run_onnx.main([model_path, song, "-o", out, "--overwrite", "-q", "--cpu"])
 
 # 2. the runner as a library: what a service calls per request
@@ -84,7 +84,7 @@ def main(argv=None):
         model, song = args.model, Path(args.song).resolve()
     onnx_path = out / "model.onnx"
     export(model, onnx_path, with_runner=True, overwrite=True)
-    print(f"wrote {onnx_path} and {out / 'run_onnx.py'}")
+    print(f"wrote {onnx_path} and {out / 'run_onnx.pyz'}")
 
     proc = subprocess.run([sys.executable, "-c", SERVE, str(onnx_path), str(song), str(out / "separated")],
                           capture_output=True, text=True)

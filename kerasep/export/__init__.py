@@ -11,8 +11,8 @@
 - ``onnx``: one ``.onnx`` file computing STFT → masks → inverse STFT, see :mod:`kerasep.export.onnx`;
   run it without TensorFlow with ``python -m kerasep.export.runner MODEL.onnx song.wav`` (see
   :mod:`kerasep.export.runner`). ``with_runner=True`` (``kerasep export ... --with-runner``)
-  also writes that runner, one self-contained file, beside the model as ``run_onnx.py``: a
-  deployment without kerasep runs ``python run_onnx.py MODEL.onnx song.wav``.
+  also writes that runner, one self-contained file (a zipapp of the package), beside the model
+  as ``run_onnx.pyz``: a deployment without kerasep runs ``python run_onnx.pyz MODEL.onnx song.wav``.
 
 Importing this package (or :mod:`kerasep.export.runner`) imports neither TensorFlow nor ONNX.
 
@@ -26,7 +26,9 @@ from pathlib import Path
 FORMATS = ("keras", "saved_model", "onnx")
 PRECISIONS = ("float32", "float16", "int8")
 #: The file name :func:`write_runner` gives the runner beside an exported model.
-RUNNER_NAME = "run_onnx.py"
+RUNNER_NAME = "run_onnx.pyz"
+#: The package name of :mod:`kerasep.export.runner` inside :data:`RUNNER_NAME` (a zipapp).
+RUNNER_PACKAGE = "kerasep_runner"
 
 __all__ = ["export", "FORMATS", "PRECISIONS", "RUNNER_NAME", "guess_format", "write_runner"]
 
@@ -107,10 +109,35 @@ def save_keras(model, path, overwrite=False):
     return str(path)
 
 
+def runner_archive():
+    """The bytes of :data:`RUNNER_NAME`: a zipapp (``python run_onnx.pyz ...``) holding
+    :mod:`kerasep.export.runner`'s modules as the package ``kerasep_runner/`` and a root
+    ``__main__.py`` running its ``main``. Deterministic (fixed timestamps, sorted), so an
+    identical file beside a model is recognised and kept."""
+    import io
+    import zipfile
+
+    folder = Path(__file__).with_name("runner")
+    members = {f"{RUNNER_PACKAGE}/{p.name}": p.read_bytes() for p in sorted(folder.glob("*.py"))}
+    members["__main__.py"] = (
+        f'"""kerasep\'s TensorFlow-free ONNX runner: python {RUNNER_NAME} MODEL.onnx song.wav -o OUT."""\n'
+        f"import sys\n\nfrom {RUNNER_PACKAGE}.cli import main\n\nsys.exit(main())\n"
+    ).encode()
+    buffer = io.BytesIO()
+    buffer.write(b"#!/usr/bin/env python\n")
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(members):
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, members[name])
+    return buffer.getvalue()
+
+
 def _runner_target(directory, overwrite=False):
     """``(path, source, needed)`` for :func:`write_runner`; raises FileExistsError where a
     different file is in the way and ``overwrite`` is False."""
-    source = Path(__file__).with_name("runner.py").read_bytes()
+    source = runner_archive()
     path = Path(directory) / RUNNER_NAME
     same = path.is_file() and path.read_bytes() == source
     if path.exists() and not same and not overwrite:
@@ -121,9 +148,9 @@ def _runner_target(directory, overwrite=False):
 
 
 def write_runner(directory, overwrite=False):
-    """Write the TensorFlow-free runner (:mod:`kerasep.export.runner`'s source, one
-    self-contained file needing numpy, onnxruntime and soundfile) to
-    ``directory/run_onnx.py``, atomically, executable. An identical file there is kept; a
+    """Write the TensorFlow-free runner (:mod:`kerasep.export.runner` as one self-contained
+    zipapp, :func:`runner_archive`, needing numpy, onnxruntime and soundfile) to
+    ``directory/run_onnx.pyz``, atomically, executable. An identical file there is kept; a
     different one is replaced only with ``overwrite``. Returns the path (str)."""
     path, source, needed = _runner_target(directory, overwrite)
     if needed:
@@ -143,10 +170,10 @@ def export(model, path, format=None, precision="float32", overwrite=False, weigh
         format: ``"keras"``, ``"saved_model"`` or ``"onnx"`` (default: from ``path``).
         precision: ONNX only: ``"float32"``, ``"float16"`` or ``"int8"`` (dynamic quantisation).
         overwrite: replace an existing ``path`` (and, with ``with_runner``, a different
-            ``run_onnx.py``).
+            ``run_onnx.pyz``).
         weights, download: as for :func:`kerasep.zoo.load` when ``model`` is a name.
         with_runner: ONNX only: also write the TensorFlow-free runner beside the model as
-            ``run_onnx.py`` (:func:`write_runner`), for a deployment without kerasep.
+            ``run_onnx.pyz`` (:func:`write_runner`), for a deployment without kerasep.
 
     Returns:
         The path written (str).

@@ -128,7 +128,7 @@ def test_existing_outputs_of_a_model_file_refused_before_separating(backend, tin
     sf.write(out / "second" / "drums.wav", np.zeros((10, 2), np.float32), 44100)
     calls = []
     monkeypatch.setattr(inference, "separate_array", lambda *a, **k: calls.append(a))
-    monkeypatch.setattr(runner, "iter_separate", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(runner.chunks, "iter_separate", lambda *a, **k: calls.append(a))
     assert run_cli("separate", first, second, "-m", model, "-o", out, "--backend", backend) == 1
     err = capsys.readouterr().err
     assert str(out / "second" / "drums.wav") in err and "--overwrite" in err

@@ -140,7 +140,7 @@ def test_exports_get_the_umask_mode(tmp_path, umask022):
     for name in ("tiny.keras", "tiny.onnx"):
         assert export.export(model, tmp_path / name, with_runner=name.endswith(".onnx"))
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
-    assert (tmp_path / "run_onnx.py").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "run_onnx.pyz").stat().st_mode & 0o777 == 0o755
     saved = tmp_path / "tiny_saved_model"
     export.export(model, saved, format="saved_model")
     modes = {p.relative_to(saved).as_posix(): p.stat().st_mode & 0o777 for p in [saved, *saved.rglob("*")]}
@@ -150,7 +150,7 @@ def test_exports_get_the_umask_mode(tmp_path, umask022):
 
 
 def test_standalone_runner_takes_the_same_output_flags(models, song, tmp_path, capsys, umask022):
-    """python -m kerasep.export.runner (and its run_onnx.py copy): --format mp3/ogg, --bitrate,
+    """python -m kerasep.export.runner (and its run_onnx.pyz zipapp): --format mp3/ogg, --bitrate,
     --quality, --stems as `kerasep separate --backend onnx`."""
     from kerasep.export import runner
 

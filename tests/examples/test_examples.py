@@ -102,6 +102,6 @@ def test_export_and_serve(tmp_path):
     assert report["targets"] == ["vocals", "accompaniment"]
     assert report["shapes"] == {t: [5 * 44100, 2] for t in report["targets"]}
     out = tmp_path / "out"
-    assert (out / "model.onnx").is_file() and (out / "run_onnx.py").is_file()
+    assert (out / "model.onnx").is_file() and (out / "run_onnx.pyz").is_file()
     for s in ("vocals", "accompaniment"):
         _stem(out / "separated" / "song" / f"{s}.wav", 5.0)

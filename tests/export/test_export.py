@@ -1,6 +1,6 @@
 """Exports (.keras, SavedModel, single-file ONNX) of a small U-Net trained with ``fit``, loaded
 back and compared with the Keras model on real audio; the standalone onnxruntime runner
-(:mod:`kerasep.export.runner`, also as the ``run_onnx.py`` copy ``with_runner=True`` writes)."""
+(:mod:`kerasep.export.runner`, also as the ``run_onnx.pyz`` zipapp ``with_runner=True`` writes)."""
 import json
 import os
 import subprocess
@@ -309,10 +309,14 @@ def test_runner_imports_neither_tensorflow_nor_kerasep():
                   "assert 'tensorflow' not in sys.modules, 'tensorflow imported'\n"
                   "import kerasep.export\n"
                   "assert 'tensorflow' not in sys.modules and 'onnx' not in sys.modules\n")
-    source = (REPO / "kerasep" / "export" / "runner.py").read_text()
-    # self-contained: a deployment copies this one file (numpy, onnxruntime, soundfile)
-    assert "import kerasep" not in source and "from kerasep" not in source
+    modules = sorted((REPO / "kerasep" / "export" / "runner").glob("*.py"))
+    assert len(modules) > 2 and all(len(p.read_text().splitlines()) < 500 for p in modules)
+    for path in modules:
+        source = path.read_text()
+        # self-contained: a deployment gets these modules in one zipapp (numpy, onnxruntime, soundfile)
+        assert "import kerasep" not in source and "from kerasep" not in source, path.name
     assert not (REPO / "export" / "run_onnx.py").exists()  # one source, no copy in the repo
+    assert not (REPO / "export" / "run_onnx.pyz").exists()
 
 
 def _blocked(folder, *packages):
@@ -333,7 +337,7 @@ def _read_stems(folder, targets):
 
 
 def test_export_with_runner_runs_without_tensorflow_or_kerasep(trained, stems, tmp_path):
-    """``with_runner=True`` writes ``run_onnx.py`` beside the model; it separates a file in a
+    """``with_runner=True`` writes ``run_onnx.pyz`` beside the model; it separates a file in a
     clean process where TensorFlow and kerasep cannot be imported, as the in-process runner
     does; ``python -m kerasep.export.runner`` does the same without TensorFlow."""
     import soundfile as sf
@@ -343,8 +347,8 @@ def test_export_with_runner_runs_without_tensorflow_or_kerasep(trained, stems, t
 
     deploy = tmp_path / "deploy"
     onnx_path = Path(export.export(trained, deploy / "tiny.onnx", with_runner=True))
-    script = deploy / "run_onnx.py"
-    assert script.read_bytes() == Path(runner.__file__).read_bytes()
+    script = deploy / "run_onnx.pyz"
+    assert script.read_bytes() == export.runner_archive()
     assert os.access(script, os.X_OK)
     wav = tmp_path / "short.wav"
     sf.write(str(wav), stems["mixture"][: 2 * 44100 + 123], 44100)
@@ -373,21 +377,23 @@ def test_export_with_runner_runs_without_tensorflow_or_kerasep(trained, stems, t
     res = subprocess.run([sys.executable, "-m", "kerasep.export.runner", "--help"], cwd=work, capture_output=True,
                          text=True, timeout=120, env=dict(env, PYTHONPATH=str(runs["module"][1])))
     assert res.returncode == 0 and "usage: python -m kerasep.export.runner" in res.stdout
+    res = subprocess.run([sys.executable, str(script), "--help"], cwd=work, capture_output=True, text=True,
+                         timeout=120, env=dict(env, PYTHONPATH=str(runs["copy"][1])))
+    assert res.returncode == 0 and "usage: run_onnx.pyz" in res.stdout
 
 
 def test_write_runner_refuses_a_different_file(trained, tmp_path):
     from kerasep import export
-    from kerasep.export import runner
 
-    source = Path(runner.__file__).read_bytes()
+    source = export.runner_archive()
     path = Path(export.write_runner(tmp_path))
-    assert path == tmp_path / "run_onnx.py" and path.read_bytes() == source
+    assert path == tmp_path / "run_onnx.pyz" and path.read_bytes() == source
     assert export.write_runner(tmp_path) == str(path)  # identical: kept
     path.write_text("print('a local edit')\n")
-    with pytest.raises(FileExistsError, match="run_onnx.py exists"):
+    with pytest.raises(FileExistsError, match="run_onnx.pyz exists"):
         export.write_runner(tmp_path)
     # refused before exporting anything
-    with pytest.raises(FileExistsError, match="run_onnx.py exists"):
+    with pytest.raises(FileExistsError, match="run_onnx.pyz exists"):
         export.export(trained, tmp_path / "tiny.onnx", with_runner=True)
     assert not (tmp_path / "tiny.onnx").exists()
     assert path.read_text() == "print('a local edit')\n"
@@ -421,7 +427,7 @@ def test_runner_chunking_exact_and_crossfade(tiny_onnx, stems, monkeypatch):
         assert np.max(np.abs(chunked[t] - whole[t][0].T)) <= TOL
     # a model without an exact chunk grid: context + linear crossfades whose weights sum to one
     model.chunk_context, model.chunk_alignment = None, 1
-    monkeypatch.setattr(runner, "DEFAULT_CONTEXT_SECONDS", 0.2)
+    monkeypatch.setattr(runner.chunks, "DEFAULT_CONTEXT_SECONDS", 0.2)  # where _plan reads it
     got = runner.separate_array(model, mix, chunk_seconds=0.5)
     plan = runner.plan_chunks(mix.shape[0], int(0.5 * 44100), int(0.2 * 44100), 1)
     assert len(plan) > 3
