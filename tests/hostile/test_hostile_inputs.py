@@ -23,7 +23,12 @@ from kerasep.zoo import weights
 from testing import MIXTURE_MP3, tiny_unet
 
 KEY = "spleeter-2stems"
-REAL_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "kerasep" / "weights" / KEY
+
+
+@pytest.fixture
+def real_cache(spleeter_weights):
+    """The verified, cached 2-stems files (fetched once per session by tests/conftest.py)."""
+    return Path(spleeter_weights)
 
 
 def run_cli(*args):
@@ -78,15 +83,9 @@ def models(tmp_path_factory):
 # ---------------------------------------------------------------------------------------------
 
 
-def _index_bytes():
-    if not (REAL_CACHE / "model.index").is_file():
-        pytest.skip(f"needs the cached {KEY} weights in {REAL_CACHE}")
-    return (REAL_CACHE / "model.index").read_bytes()
-
-
-def _bad_weights(kind, tmp_path):
+def _bad_weights(kind, tmp_path, real_cache):
     """``(path, what the message says)`` for one careless --weights."""
-    index = _index_bytes()
+    index = (real_cache / "model.index").read_bytes()
     if kind == "tampered-archive":
         path = tmp_path / "2stems.tar.gz"
         with tarfile.open(path, "w:gz") as tar:
@@ -117,8 +116,8 @@ KINDS = ["tampered-archive", "random-bytes", "wrong-wheel", "incomplete-folder",
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_weights_flag_refused_with_the_reason(kind, home, song, tmp_path, capsys):
-    path, says = _bad_weights(kind, tmp_path)
+def test_weights_flag_refused_with_the_reason(kind, real_cache, home, song, tmp_path, capsys):
+    path, says = _bad_weights(kind, tmp_path, real_cache)
     out = tmp_path / "out"
     code = run_cli("separate", song, "-m", "unet-2stems", "--weights", path, "-o", out, "-q")
     err = capsys.readouterr().err
@@ -130,21 +129,20 @@ def test_weights_flag_refused_with_the_reason(kind, home, song, tmp_path, capsys
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_weights_keyword_refused_with_the_reason(kind, home, tmp_path):
+def test_weights_keyword_refused_with_the_reason(kind, real_cache, home, tmp_path):
     from kerasep import zoo
 
-    path, says = _bad_weights(kind, tmp_path)
+    path, says = _bad_weights(kind, tmp_path, real_cache)
     with pytest.raises(zoo.WeightsError) as err:
         zoo.load("unet-2stems", weights=str(path))
     assert str(err.value).startswith(f"weights={str(path)!r}: ") and says in str(err.value)
     assert err.value.user_path == str(path)
 
 
-def test_weights_given_are_used_even_with_a_cache(home, tmp_path):
-    _index_bytes()
-    folder = weights.resolve(KEY, path=REAL_CACHE)  # empty cache: verified, then cached
+def test_weights_given_are_used_even_with_a_cache(real_cache, home, tmp_path):
+    folder = weights.resolve(KEY, path=real_cache)  # empty cache: verified, then cached
     assert sorted(os.listdir(folder)) == sorted(weights.weight_source(KEY)["files"])
-    bad, _ = _bad_weights("incomplete-folder", tmp_path)
+    bad, _ = _bad_weights("incomplete-folder", tmp_path, real_cache)
     with pytest.raises(weights.WeightsError, match="lacks"):  # a warm cache does not hide the error
         weights.resolve(KEY, path=bad)
 
@@ -430,8 +428,8 @@ def test_unreadable_input_said_in_words(song, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("command", ["export", "evaluate"])
-def test_weights_flag_refused_by_export_and_evaluate(command, home, tmp_path, capsys):
-    path, says = _bad_weights("incomplete-folder", tmp_path)
+def test_weights_flag_refused_by_export_and_evaluate(command, real_cache, home, tmp_path, capsys):
+    path, says = _bad_weights("incomplete-folder", tmp_path, real_cache)
     out = tmp_path / "out"
     argv = {"export": ["export", "unet-2stems", "-o", out / "m.onnx"],
             "evaluate": ["evaluate", "unet-2stems", "--musdb", tmp_path / "musdb", "-o", out]}[command]
