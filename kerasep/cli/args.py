@@ -126,7 +126,7 @@ def build_parser():
     exp.add_argument("--weights", default=None, help="local weights for a zoo name (as for separate)")
     exp.add_argument("--overwrite", action="store_true", help="replace an existing output")
     exp.add_argument("--with-runner", action="store_true",
-                     help="ONNX: also write run_onnx.py (the TensorFlow-free runner) beside the model")
+                     help="ONNX: also write run_onnx.pyz (the TensorFlow-free runner, one file) beside the model")
     exp.set_defaults(func=cmd_export)
 
     lst = sub.add_parser("list", help="list the zoo's models")
