@@ -180,3 +180,34 @@ def run_separator_test(model, mix, tmp_path, chunk_seconds, family=None, exact_a
             assert unbuilt.stems == registry.stems(name), name
             stored = json.loads((zoo_dir / name / "config.json").read_text())
             assert stored == json.loads(json.dumps(entry)), f"zoo/{name}/config.json differs from the registry"
+
+
+# --- fixtures shared by the CLI and hostile-input tests (import them into a test module) ---------
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def song(tmp_path_factory):
+    """1.5 s of the real mixture as a 16-bit WAV file."""
+    import soundfile as sf
+
+    from kerasep import audio
+
+    path = tmp_path_factory.mktemp("song") / "song.wav"
+    sf.write(path, audio.load(MIXTURE_MP3, duration=1.5), 44100, subtype="PCM_16")
+    return path
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """The same tiny 3-stem U-Net (``tiny_unet``) as .keras and .onnx: {backend: path}."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("tf2onnx")
+    from kerasep import export
+
+    folder = tmp_path_factory.mktemp("tiny")
+    model = tiny_unet()
+    model.save(folder / "tiny.keras")
+    export.export(model, folder / "tiny.onnx")
+    return {"keras": folder / "tiny.keras", "onnx": folder / "tiny.onnx"}

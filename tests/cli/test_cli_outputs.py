@@ -9,35 +9,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from kerasep import audio, cli
-from testing import MIXTURE_MP3, tiny_unet
+from kerasep import cli
+from testing import models, song  # noqa: F401  (shared fixtures)
+from testing import tiny_unet
 
 STEMS = ["vocals", "drums", "rest"]
 
 
 def run_cli(*args):
     return cli.main([str(a) for a in args])
-
-
-@pytest.fixture(scope="module")
-def song(tmp_path_factory):
-    path = tmp_path_factory.mktemp("song") / "song.wav"
-    sf.write(path, audio.load(MIXTURE_MP3, duration=1.5), 44100, subtype="PCM_16")
-    return path
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """The same tiny U-Net as .keras and as .onnx: {backend: path}."""
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("tf2onnx")
-    from kerasep import export
-
-    folder = tmp_path_factory.mktemp("tiny")
-    model = tiny_unet()
-    model.save(folder / "tiny.keras")
-    export.export(model, folder / "tiny.onnx")
-    return {"keras": folder / "tiny.keras", "onnx": folder / "tiny.onnx"}
 
 
 @pytest.fixture

@@ -20,7 +20,8 @@ import soundfile as sf
 from kerasep import audio, cli, diskaudio
 from kerasep.export import runner
 from kerasep.zoo import weights
-from testing import MIXTURE_MP3, tiny_unet
+from testing import models, song  # noqa: F401  (shared fixtures)
+from testing import MIXTURE_MP3
 
 KEY = "spleeter-2stems"
 
@@ -56,26 +57,6 @@ def home(tmp_path, monkeypatch):
     monkeypatch.setattr(weights.urllib.request, "urlopen", no_network)
     monkeypatch.setattr(weights.subprocess, "run", no_network)
     return path
-
-
-@pytest.fixture(scope="module")
-def song(tmp_path_factory):
-    path = tmp_path_factory.mktemp("song") / "song.wav"
-    sf.write(path, audio.load(MIXTURE_MP3, duration=1.5), 44100, subtype="PCM_16")
-    return path
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("tf2onnx")
-    from kerasep import export
-
-    folder = tmp_path_factory.mktemp("tiny")
-    model = tiny_unet()
-    model.save(folder / "tiny.keras")
-    export.export(model, folder / "tiny.onnx")
-    return {"keras": folder / "tiny.keras", "onnx": folder / "tiny.onnx"}
 
 
 # ---------------------------------------------------------------------------------------------

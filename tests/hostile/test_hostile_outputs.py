@@ -18,6 +18,7 @@ import soundfile as sf
 
 from kerasep import audio, cli
 from kerasep.export import runner
+from testing import models, song  # noqa: F401  (shared fixtures)
 from testing import MIXTURE_MP3, REPO, tiny_unet
 
 STEMS = ["vocals", "drums", "rest"]
@@ -48,27 +49,6 @@ def home(tmp_path, monkeypatch):
     path.mkdir()
     monkeypatch.setenv("KERASEP_HOME", str(path))
     return path
-
-
-@pytest.fixture(scope="module")
-def song(tmp_path_factory):
-    path = tmp_path_factory.mktemp("song") / "song.wav"
-    sf.write(path, audio.load(MIXTURE_MP3, duration=1.5), 44100, subtype="PCM_16")
-    return path
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """The same tiny 3-stem U-Net as .keras and .onnx: {backend: path}."""
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("tf2onnx")
-    from kerasep import export
-
-    folder = tmp_path_factory.mktemp("tiny")
-    model = tiny_unet()
-    model.save(folder / "tiny.keras")
-    export.export(model, folder / "tiny.onnx")
-    return {"keras": folder / "tiny.keras", "onnx": folder / "tiny.onnx"}
 
 
 def _existing_output(out, song_name="song"):
