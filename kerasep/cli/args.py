@@ -73,7 +73,8 @@ def build_parser():
     sep.add_argument("--example", action="store_true",
                      help="also separate the real song excerpt shipped with stempeg")
     sep.add_argument("-m", "--model", default="unet-2stems",
-                     help="zoo name, .keras file (or .onnx file with --backend onnx); default unet-2stems")
+                     help="zoo name, .keras file, demucs .th checkpoint or bag-of-models .yaml (its .th files "
+                          "beside it or in --weights), or .onnx file with --backend onnx; default unet-2stems")
     sep.add_argument("-o", "--output", default="separated",
                      help="output folder (default ./separated): OUTPUT/<name>/<stem>.<format>, <name> the "
                           "input's name, or its folder's for a MUSDB18-HQ <track>/mixture.wav; two inputs "
@@ -106,11 +107,14 @@ def build_parser():
                      help="separate what decodes of an input shorter than its container declares (cut or "
                           "damaged; default: refused, naming both lengths)")
     sep.add_argument("--trust", action="store_true",
-                     help="-m FILE.th: load a demucs checkpoint that needs the full unpickler (runs code the "
+                     help="-m FILE.th / BAG.yaml: load demucs checkpoints that need the full unpickler (runs code the "
                           "file names: only for files from a source you trust)")
-    sep.add_argument("--backend", choices=["keras", "onnx"], default="keras",
-                     help="onnx: onnxruntime, no TensorFlow at inference (a zoo name is exported once "
-                          "into $KERASEP_HOME/onnx/)")
+    sep.add_argument("--backend", choices=["auto", "keras", "onnx"], default="auto",
+                     help="auto (default): onnx when onnxruntime is installed and the model exports and "
+                          "runs with its own chunking (the U-Nets), else keras; -v says which ran; a zoo name or "
+                          ".keras/.th file is exported once into $KERASEP_HOME/onnx/, checked against Keras "
+                          "before it is cached. onnx: onnxruntime, no TensorFlow at inference (a zoo name, "
+                          "or an .onnx file)")
     sep.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sep.set_defaults(func=cmd_separate)
 

@@ -1,7 +1,6 @@
 """``kerasep separate``, both backends (keras; onnx: the cached ONNX export and the
 onnxruntime runner)."""
 import functools
-import hashlib
 import json
 import os
 import shutil
@@ -9,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from kerasep.cli.backend import auto_engine, cache_problem, record_path, say
+from kerasep.cli.backend import onnx_cache_record as cache_record
 from kerasep.cli.console import _cli_words, _fail
 
 
@@ -27,6 +28,8 @@ def _example_path():
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".aiff", ".aif", ".m4a", ".m4b",
                     ".mp4", ".aac", ".ac3", ".alac", ".mka", ".wma", ".webm")
 DEFAULT_GLOB = "*"
+# -m files that are loaded before their stems are known (a zoo name's come from the registry)
+MODEL_FILE_SUFFIXES = (".keras", ".th", ".yaml", ".yml")
 
 
 def _expand_inputs(inputs, pattern, outdir):
@@ -158,18 +161,30 @@ def cmd_separate(args):
     error = error or _check_format(args) or _check_plan(files, args.output)
     if error:
         return _fail(*error)
-    if args.backend == "onnx":
+    if args.backend == "onnx" or str(args.model).endswith(".onnx"):
         return _separate_onnx(args, files)
     # Everything cheap is checked before loading the model: inputs, outputs, flags; the stems
     # of a zoo name come from the registry, those of a file once it is loaded (before any work).
     name = args.model
-    error = None if str(name).endswith((".keras", ".th")) else _check_zoo_stems(name, files, args)
+    error = None if str(name).endswith(MODEL_FILE_SUFFIXES) else _check_zoo_stems(name, files, args)
     if error:
         return _fail(*error)
     try:
-        model = _load_model(name, args)
+        if args.backend == "auto":
+            path, model, reason = auto_engine(args, lambda: _load_model(name, args))
+            if path is not None:
+                say(args, f"backend: onnx (onnxruntime; {path})")
+                return _run_onnx(args, files, path)
+            say(args, f"backend: keras ({reason})")
+        else:
+            model = _load_model(name, args)
+    except KeyError as exc:
+        return _fail(2, exc.args[0])
     except (zoo.WeightsError, FileNotFoundError, ValueError) as exc:
-        return _fail(1, _cli_words(exc))
+        words = _cli_words(exc)
+        if str(name).endswith(MODEL_FILE_SUFFIXES) and not words.startswith("--"):
+            words = f"-m/--model: {words}"
+        return _fail(1, words)
     stems, error = _plan_stems(model.stems, files, args)
     if error:
         return _fail(*error)
@@ -241,12 +256,14 @@ def _load_model(name, args):
     unpickler (only for a file from a source the user trusts)."""
     from kerasep import zoo
 
-    if str(name).endswith(".th") and getattr(args, "trust", False):
+    if getattr(args, "trust", False):
         from kerasep.zoo.converters import htdemucs
 
-        return htdemucs.load_th(name, trust=True)
-    if getattr(args, "trust", False):
-        raise ValueError("--trust applies to a demucs .th checkpoint given as -m/--model")
+        if str(name).endswith(".th"):
+            return htdemucs.load_th(name, trust=True)
+        if str(name).endswith((".yaml", ".yml")):
+            return htdemucs.load_bag(name, folder=args.weights, trust=True)
+        raise ValueError("--trust applies to a demucs .th checkpoint or bag .yaml given as -m/--model")
     return zoo.load(name, weights=args.weights)
 
 
@@ -280,59 +297,13 @@ def _onnx_model_path(name, weights):
     return path
 
 
-def onnx_cache_record(name):
-    """What a cached ONNX export of zoo model ``name`` depends on: kerasep's, tf2onnx's and
-    onnx's versions, the model's registry entry and its weights' sha256; ``key`` (16 hex digits of
-    their sha256) names the file, so a change in any of them means another export."""
-    from importlib import metadata
-
-    from kerasep.zoo import registry
-
-    versions = {}
-    for package in ("kerasep", "tf2onnx", "onnx"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    entry = registry.MODELS[name]
-    source = entry.get("weights")
-    weights = dict(registry.weight_source(source)["files"]) if source else {}
-    record = {"model": name, "entry": entry, "versions": versions, "weights_sha256": weights}
-    text = json.dumps(record, sort_keys=True, default=str)
-    return dict(record, key=hashlib.sha256(text.encode()).hexdigest()[:16])
-
-
-def _onnx_record_path(path):
-    return Path(path).with_suffix(".json")
-
-
-def _onnx_cache_problem(path, record):
-    """None when the cached export ``path`` is there and matches its recorded sha256 and
-    ``record``; else why it cannot be used."""
-    from kerasep.zoo.weights import sha256sum
-
-    if not path.is_file():
-        return "first run"
-    try:
-        saved = json.loads(_onnx_record_path(path).read_text())
-    except (OSError, ValueError):
-        return f"has no readable record {_onnx_record_path(path).name} (its sha256 and what it was made from)"
-    if not isinstance(saved, dict):
-        return f"has an invalid record {_onnx_record_path(path).name}"
-    for field in ("versions", "weights_sha256", "key"):
-        if saved.get(field) != json.loads(json.dumps(record[field], default=str)):
-            return f"was made for other {field.replace('_', ' ')} ({saved.get(field)}, now {record[field]})"
-    found = sha256sum(path)
-    if saved.get("onnx_sha256") != found:
-        return f"does not match its recorded sha256 (expected {saved.get('onnx_sha256')}, found {found})"
-    return None
+# The cache's record, its file and its check (kerasep.cli.backend; kept here by these names).
+onnx_cache_record, _onnx_record_path, _onnx_cache_problem = cache_record, record_path, cache_problem
 
 
 def _separate_onnx(args, files):
     """``kerasep separate --backend onnx``: the standalone onnxruntime runner (no TensorFlow
     at inference time)."""
-    from kerasep.export import runner
-
     if args.shifts:
         return _fail(2, "--shifts is not available with --backend onnx (use --backend keras)")
     name = args.model
@@ -341,9 +312,20 @@ def _separate_onnx(args, files):
     if error:
         return _fail(*error)
     try:
-        model = runner.OnnxSeparator(_onnx_model_path(name, args.weights))
+        path = _onnx_model_path(name, args.weights)
     except KeyError as exc:
         return _fail(2, exc.args[0])
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        return _fail(1, _cli_words(exc))
+    return _run_onnx(args, files, path)
+
+
+def _run_onnx(args, files, path):
+    """Separate ``files`` with the ONNX file ``path`` in the TensorFlow-free runner."""
+    from kerasep.export import runner
+
+    try:
+        model = runner.OnnxSeparator(path)
     except (runner.RunnerError, ValueError, FileNotFoundError, RuntimeError) as exc:
         return _fail(1, _cli_words(exc))
     stems, error = _plan_stems(model.targets, files, args)

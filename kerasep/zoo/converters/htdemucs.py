@@ -423,7 +423,8 @@ def read_bag_yaml(path):
         raise FileNotFoundError(f"no such bag of models file: {path}")
     bag = yaml.safe_load(path.read_text())
     if not isinstance(bag, dict) or not isinstance(bag.get("models"), list) or not bag["models"]:
-        raise ValueError(f"{path}: expected a YAML mapping with a non-empty 'models' list of signatures")
+        raise ValueError(f"{path}: not a demucs bag of models: expected a YAML mapping with a non-empty "
+                         "'models' list of signatures (as demucs/remote/htdemucs_ft.yaml)")
     models = [str(sig) for sig in bag["models"]]
     weights = bag.get("weights")
     segment = bag.get("segment")

@@ -243,6 +243,45 @@ def test_bag_of_models_matches_apply_model(track, tmp_path, monkeypatch, kerasep
     assert max(float(np.abs(np.asarray(a[s]) - np.asarray(b[s])).max()) for s in SOURCES) <= 1e-6
 
 
+def test_cli_separate_bag_yaml_matches_apply_model(track, tmp_path):
+    """Acceptance: ``kerasep separate -m BAG.yaml`` (demucs' bag YAML with its ``.th`` files in
+    ``--weights``) on the whole real mixture against demucs' bag through ``apply_model``; a bag
+    whose file is missing or whose YAML has no ``models`` is refused naming the problem."""
+    import soundfile as sf
+    from demucs.repo import BagOnlyRepo, LocalRepo
+
+    from kerasep import cli
+
+    wav, mix = track
+    folder = tmp_path / "repo"
+    folder.mkdir()
+    sigs = BAG_SIGS[:2]
+    for i, sig in enumerate(sigs):
+        release_file(folder, sig, seed=20 + i)
+    weights = [[0.25, 1.0, 0.5, 0.0], [0.75, 0.0, 0.5, 1.0]]
+    yaml_path = tmp_path / "tiny_bag.yaml"  # not beside its files: they come from --weights
+    yaml_path.write_text(f"models: {sigs}\nweights: {json.dumps(weights)}\n")
+    (folder / "tiny_bag.yaml").write_text(yaml_path.read_text())
+    expected = _reference(BagOnlyRepo(folder, LocalRepo(folder)).get_model("tiny_bag"), mix)
+    out = tmp_path / "out"
+    args = ["separate", str(wav), "-m", str(yaml_path), "--weights", str(folder), "-o", str(out), "--subtype", "FLOAT", "-q"]
+    assert cli.main(args) == 0
+    sdr = {}
+    for s in SOURCES:
+        (stem,) = out.glob(f"*/{s}.wav")
+        ours, rate = sf.read(stem, dtype="float32")
+        assert rate == RATE and ours.shape == mix.shape
+        sdr[s] = _sdr(expected[s], ours)
+    print("SDR vs demucs apply_model (bag YAML, CLI):", {s: round(v, 1) for s, v in sdr.items()})
+    assert min(sdr.values()) >= 50, sdr
+
+    (folder / "empty.yaml").write_text("segment: 7.8\n")
+    assert cli.main(["separate", str(wav), "-m", str(folder / "empty.yaml"), "-o", str(tmp_path / "o2"), "-q"]) == 1
+    assert not (tmp_path / "o2").exists()
+    with pytest.raises(FileNotFoundError, match="no checkpoint for signature"):
+        zoo.load(str(yaml_path))  # its files are not beside it
+
+
 def test_zoo_entries_pin_demucs_remote_files():
     """The zoo's htdemucs sources are demucs 4.1.0's: file names (sha256 prefixes) and URLs as
     ``demucs/remote/files.txt`` + ``pretrained.ROOT_URL`` give them, in the bag YAML's order, and
