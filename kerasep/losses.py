@@ -16,6 +16,8 @@ WaveformL1             mean absolute error of waveforms                  Demucs
 SISDRLoss              negative scale-invariant SDR, in dB               (Conv-TasNet, ...)
 MultiResolutionSTFT    spectral convergence + log-magnitude L1 summed   (Parallel WaveGAN,
                        over several STFT resolutions                     HiFi-GAN, Demucs v3+)
+WaveformMultiSTFTL1    waveform L1 + L1 of complex STFTs summed over     BS-RoFormer,
+                       resolutions (windows 4096..256, hop 147)          Mel-Band RoFormer
 =====================  ===============================================  ==================
 """
 from kerasep.backend import keras, tf
@@ -181,6 +183,102 @@ class MultiResolutionSTFT(keras.losses.Loss):
         return config
 
 
+def _modulus(re, im):
+    """``sqrt(re² + im²)`` with a zero (not NaN) gradient where both are 0 (digital silence
+    predicted exactly), as ``torch.abs`` of a complex tensor."""
+    sq = re * re + im * im
+    nonzero = sq > 0
+    return tf.where(nonzero, tf.sqrt(tf.where(nonzero, sq, 1.0)), 0.0)
+
+
+def windowed_stft(waveform, window_size, n_fft, hop_length, normalized=False):
+    """Complex STFT ``(batch, nb_channels, nb_frames, n_fft // 2 + 1)`` as ``(real, imag)``
+    float32 pairs, framed as ``torch.stft(x, n_fft, hop_length, win_length=window_size,
+    window=torch.hann_window(window_size), center=True, pad_mode="reflect")``: the signal is
+    reflect-padded by ``n_fft // 2`` on both sides, ``nb_frames = 1 + nb_timesteps //
+    hop_length``, and the periodic Hann window of ``window_size <= n_fft`` samples sits in the
+    middle of each ``n_fft``-sample frame (zeros around it). ``normalized`` divides by
+    ``sqrt(n_fft)``. (:class:`~kerasep.layers.STFT` has one window length, ``n_fft``; these
+    resolutions need a shorter window inside a longer FFT.)
+
+    ``waveform``: ``(batch, nb_channels, nb_timesteps)``, ``nb_timesteps > n_fft // 2``."""
+    if not 0 < window_size <= n_fft or hop_length < 1:
+        raise ValueError(f"need 0 < window_size <= n_fft and hop_length >= 1. Received: window_size={window_size}, "
+                         f"n_fft={n_fft}, hop_length={hop_length}")
+    x = tf.cast(waveform, tf.float32)
+    pad = n_fft // 2
+    x = tf.pad(x, [[0, 0], [0, 0], [pad, pad]], mode="REFLECT")
+    frames = tf.signal.frame(x, n_fft, hop_length)  # (batch, nb_channels, nb_frames, n_fft)
+    left = (n_fft - window_size) // 2
+    window = tf.pad(tf.signal.hann_window(window_size, periodic=True), [[left, n_fft - window_size - left]])
+    spec = tf.signal.rfft(frames * window)
+    if normalized:
+        spec = spec / tf.cast(tf.sqrt(float(n_fft)), tf.complex64)
+    return tf.math.real(spec), tf.math.imag(spec)
+
+
+@_register
+class WaveformMultiSTFTL1(keras.losses.Loss):
+    """The band-split RoFormers' training loss (Lu et al. 2023, arXiv 2309.02612; lucidrains'
+    ``BSRoformer.forward(mix, target)``, which MSST trains ``bs_roformer``/``mel_band_roformer``
+    with): the mean absolute error of the waveforms plus ``stft_weight`` times, summed over the
+    resolutions, the mean modulus of the difference of the complex STFTs::
+
+        mean|y - ŷ| + stft_weight * Σ_w mean|STFT_w(y) - STFT_w(ŷ)|
+
+    with, for each window size ``w`` of ``window_sizes``, ``n_fft = max(w, min_n_fft)``, a
+    periodic Hann window of ``w`` samples centred in the frame, hop ``hop_length``
+    (:func:`windowed_stft`).
+
+    Args:
+        window_sizes: STFT window lengths in samples (4096, 2048, 1024, 512, 256; MSST
+            ``multi_stft_resolutions_window_sizes``).
+        hop_length: hop of every resolution, samples (147; ``multi_stft_hop_size``).
+        min_n_fft: smallest FFT size (2048: the model's ``stft_n_fft``, as lucidrains).
+        stft_weight: weight of the STFT term (1.0; ``multi_stft_resolution_loss_weight``).
+        normalized: divide each STFT by ``sqrt(n_fft)`` (False; ``multi_stft_normalized``).
+
+    Inputs: waveforms ``(batch, nb_channels, nb_timesteps)`` with ``nb_timesteps > n_fft // 2``
+    of the largest resolution (reflect padding). Returns ``(batch,)``. With a dict of targets
+    Keras sums the per-target losses, where lucidrains' multi-stem loss averages over stems
+    (the same up to the factor ``len(targets)``).
+    """
+
+    def __init__(self, window_sizes=(4096, 2048, 1024, 512, 256), hop_length=147, min_n_fft=2048,
+                 stft_weight=1.0, normalized=False, name="waveform_multi_stft_l1",
+                 reduction="sum_over_batch_size", **kwargs):
+        super().__init__(name=name, reduction=reduction, **kwargs)
+        self.window_sizes = [int(w) for w in window_sizes]
+        if not self.window_sizes or min(self.window_sizes) < 1:
+            raise ValueError(f"`window_sizes` must be positive sample counts, at least one. Received: {window_sizes}")
+        if int(hop_length) < 1 or int(min_n_fft) < 1:
+            raise ValueError(f"`hop_length` and `min_n_fft` must be >= 1. Received: hop_length={hop_length}, "
+                             f"min_n_fft={min_n_fft}")
+        if float(stft_weight) < 0:
+            raise ValueError(f"`stft_weight` must be >= 0. Received: {stft_weight}")
+        self.hop_length, self.min_n_fft = int(hop_length), int(min_n_fft)
+        self.stft_weight, self.normalized = float(stft_weight), bool(normalized)
+
+    def call(self, y_true, y_pred):
+        t, p = tf.cast(y_true, tf.float32), tf.cast(y_pred, tf.float32)
+        total = _per_example_mean(tf.abs(p - t))
+        if not self.stft_weight:
+            return total
+        spectral = 0.0
+        for w in self.window_sizes:
+            n_fft = max(w, self.min_n_fft)
+            tr, ti = windowed_stft(t, w, n_fft, self.hop_length, self.normalized)
+            pr, pi = windowed_stft(p, w, n_fft, self.hop_length, self.normalized)
+            spectral = spectral + _per_example_mean(_modulus(pr - tr, pi - ti))
+        return total + self.stft_weight * spectral
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(window_sizes=self.window_sizes, hop_length=self.hop_length, min_n_fft=self.min_n_fft,
+                      stft_weight=self.stft_weight, normalized=self.normalized)
+        return config
+
+
 #: Names accepted by :func:`get` (configs and the CLI use them).
 LOSSES = {
     "spectrogram_mse": SpectrogramMSE,
@@ -188,6 +286,7 @@ LOSSES = {
     "waveform_l1": WaveformL1,
     "si_sdr": SISDRLoss,
     "multi_resolution_stft": MultiResolutionSTFT,
+    "waveform_multi_stft_l1": WaveformMultiSTFTL1,
 }
 
 

@@ -7,7 +7,8 @@ The enumerations mirror the code that consumes them (a test keeps them equal):
 :data:`kerasep.data.augment.AUGMENTATIONS` and :data:`kerasep.losses.LOSSES`.
 """
 AUGMENTATIONS = ["gain", "channelswap", "signflip"]
-LOSSES = ["spectrogram_mse", "spectrogram_l1", "waveform_l1", "si_sdr", "multi_resolution_stft"]
+LOSSES = ["spectrogram_mse", "spectrogram_l1", "waveform_l1", "si_sdr", "multi_resolution_stft",
+          "waveform_multi_stft_l1"]
 
 _POS_INT = {"type": "integer", "minimum": 1}
 _POS_NUM = {"type": "number", "exclusiveMinimum": 0}
