@@ -58,7 +58,8 @@ def test_waveform_losses():
 
 
 def test_losses_get_and_serialisation():
-    assert sorted(losses.LOSSES) == ["multi_resolution_stft", "si_sdr", "spectrogram_l1", "spectrogram_mse", "waveform_l1"]
+    assert sorted(losses.LOSSES) == ["multi_resolution_stft", "si_sdr", "spectrogram_l1", "spectrogram_mse", "waveform_l1",
+                                    "waveform_multi_stft_l1"]
     for name, cls in losses.LOSSES.items():
         loss = losses.get(name)
         clone = keras.losses.deserialize(keras.losses.serialize(loss))
