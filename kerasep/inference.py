@@ -12,7 +12,9 @@
 - ``"crossfade"`` (Open-Unmix): ``context_seconds`` of context and a linear cross-fade over it.
 - ``"segment"`` (Demucs): fixed-length segments overlapping by the policy's fraction, with linear
   cross-fades, or (``weighting="triangular"``, HTDemucs) demucs' ``apply_model`` transition
-  weights normalised by their sum.
+  weights normalised by their sum, or (``weighting="faded"``, the band-split RoFormers)
+  Music-Source-Separation-Training's ``demix``: reflect padding, segments every ``chunk_size //
+  num_overlap`` samples, windows faded over ``chunk_size // 10``, normalised by their sum.
 - a :class:`~kerasep.models.bag.SeparatorBag` (demucs' ``BagOfModels``): every member separates the
   song with its own policy and random shifts; the estimates are averaged per source with the
   bag's weights.
@@ -29,6 +31,7 @@ import numpy as np
 
 from kerasep import audio as _audio
 from kerasep.export.runner import crossfade_weights, plan_chunks
+from kerasep.export.runner.chunks import iter_faded
 from kerasep.models.bag import SeparatorBag
 from kerasep.models.separator import check_separator
 
@@ -203,6 +206,8 @@ def _separate_chunks(mix, model, targets, chunk_seconds, context_seconds, bar, a
         return _separate_patch_grid(mix, model, policy, targets, chunk_seconds, bar, alloc, scale)
     if policy.kind == "segment" and policy.weighting == "triangular" and context_seconds is None:
         return _separate_triangular(mix, model, policy, targets, chunk_seconds, bar, alloc, scale)
+    if policy.kind == "segment" and policy.weighting == "faded" and context_seconds is None:
+        return _separate_faded(mix, model, policy, targets, chunk_seconds, bar, alloc, scale)
     rate = model.sample_rate
     n = mix.shape[0]
     exact = policy.kind == "exact"
@@ -301,6 +306,38 @@ def _separate_triangular(mix, model, policy, targets, chunk_seconds, bar, alloc,
         for t in targets:
             out[t][a:b] /= total[:, None]
     return out
+
+
+def _separate_faded(mix, model, policy, targets, chunk_seconds, bar, alloc, scale=1.0):
+    """Music-Source-Separation-Training's ``demix`` on one model (``weighting="faded"``):
+    segments of ``L = chunk_seconds * rate`` samples (the checkpoint's ``chunk_size`` by
+    default) every ``L // policy.num_overlap``, the input reflect-padded by ``L - L //
+    num_overlap`` at both ends, each output weighted by :func:`~kerasep.export.runner.chunks.
+    faded_window`, the sum divided by the sum of the windows (the shared
+    :func:`~kerasep.export.runner.chunks.iter_faded`); finished blocks are written as they come."""
+    rate = model.sample_rate
+    segment = _segment_samples(chunk_seconds, rate)
+    fn = _compiled(model)
+    out = {t: alloc(mix.shape[0], mix.shape[1]) for t in targets}
+
+    def call(x):
+        return {t: v.numpy() for t, v in fn(x).items()}
+
+    progress = None if bar is None else (_Scaled(bar, scale), rate)
+    for start, blocks in iter_faded(call, mix, segment, policy.num_overlap, progress):
+        for t in targets:
+            out[t][start : start + blocks[t].shape[0]] = blocks[t]
+    return out
+
+
+class _Scaled:
+    """A progress bar whose updates are multiplied by ``scale`` (shifted runs are longer)."""
+
+    def __init__(self, bar, scale):
+        self.bar, self.scale = bar, scale
+
+    def update(self, amount):
+        self.bar.update(amount * self.scale)
 
 
 #: Most ``T``-frame patches per block on the patch grid: each patch is computed once whatever the

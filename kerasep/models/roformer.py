@@ -95,8 +95,9 @@ class _BandRoformer(Separator):
         if self.stft_win_length != self.stft_n_fft:
             raise _not_supported("stft_win_length", f"{self.stft_win_length} (!= stft_n_fft {self.stft_n_fft})",
                                  family)
-        if self.chunk_size < 1 or self.num_overlap < 1:
-            raise ValueError(f"chunk_size and num_overlap must be >= 1. Received: chunk_size={chunk_size}, "
+        if self.num_overlap < 1 or self.chunk_size < self.num_overlap:
+            raise ValueError(f"chunk_size and num_overlap must be >= 1 with chunk_size // num_overlap >= 1 "
+                             f"(MSST's audio.chunk_size, inference.num_overlap). Received: chunk_size={chunk_size}, "
                              f"num_overlap={num_overlap}")
         self.nb_bins = self.stft_n_fft // 2 + 1
 
@@ -136,13 +137,14 @@ class _BandRoformer(Separator):
 
     @property
     def chunking(self):
-        """Segments of the checkpoints' ``chunk_size`` samples, consecutive ones ``chunk_size //
-        num_overlap`` apart (overlap ``1 - 1 / num_overlap``), cross-faded linearly. (MSST's
-        ``demix`` weights each chunk with a window of 1 with linear fades over ``chunk_size // 10``
-        at both ends, except at the song's ends, and reflect-pads the song; matching it is a later
-        step.)"""
-        overlap = 1.0 - 1.0 / self.num_overlap
-        return ChunkPolicy("segment", segment_seconds=self.chunk_size / self.sample_rate, overlap=overlap)
+        """The checkpoints' own chunking, Music-Source-Separation-Training's ``demix``: segments of
+        ``chunk_size`` samples starting every ``chunk_size // num_overlap``, the song reflect-padded
+        by ``chunk_size - chunk_size // num_overlap`` at both ends, each segment's output weighted by
+        ones faded linearly over ``chunk_size // 10`` samples at both ends (not at the song's first
+        and last segment), the weighted sum divided by the sum of the weights
+        (``ChunkPolicy(weighting="faded")``)."""
+        return ChunkPolicy("segment", segment_seconds=self.chunk_size / self.sample_rate,
+                           overlap=1.0 - 1.0 / self.num_overlap, weighting="faded", num_overlap=self.num_overlap)
 
     # --- Keras ----------------------------------------------------------------------------------------
 

@@ -23,8 +23,9 @@ from kerasep.backend import keras
 
 CHUNK_KINDS = ("patch_grid", "exact", "crossfade", "segment")
 #: How ``"segment"`` chunks are combined: ``"linear"`` cross-fades over the overlaps;
-#: ``"triangular"``: demucs' ``apply_model`` transition weights.
-WEIGHTINGS = ("linear", "triangular")
+#: ``"triangular"``: demucs' ``apply_model`` transition weights; ``"faded"``: the windows of
+#: Music-Source-Separation-Training's ``demix`` (the band-split RoFormer checkpoints).
+WEIGHTINGS = ("linear", "triangular", "faded")
 
 
 class NotASeparatorError(TypeError):
@@ -55,7 +56,15 @@ class ChunkPolicy:
               at the end) and the sum divided by the sum of the weights; a segment shorter
               than ``L`` at the end is run on ``L`` samples centred on it (real audio before it,
               zeros after the input), its middle kept; an input no longer than the stride
-              (a single segment) is run as it is, so it equals ``call``).
+              (a single segment) is run as it is, so it equals ``call``), or
+              (``weighting="faded"``) as Music-Source-Separation-Training's ``demix``: segments
+              of ``L`` samples every ``L // num_overlap``, the input reflect-padded by
+              ``border = L - L // num_overlap`` at both ends (when longer than ``2 * border``),
+              each output weighted by a window of ones faded in and out linearly over
+              ``L // 10`` samples (no fade-in on the first segment, no fade-out on the last), the
+              sum divided by the sum of the windows; an input of at most ``L // num_overlap``
+              samples is one call on the input as it is
+              (:func:`kerasep.export.runner.chunks.iter_faded`).
         alignment: chunk borders are multiples of this many samples.
         context: samples of context each side (``"exact"``, ``"patch_grid"``).
         context_seconds: context each side in seconds (``"crossfade"``).
@@ -63,7 +72,9 @@ class ChunkPolicy:
         default_chunk_seconds: chunk length used when the caller gives none (``"segment"``:
             ``segment_seconds``).
         n_fft, hop_length, patch_frames: the STFT patch grid (``"patch_grid"``).
-        weighting: ``"linear"`` (default) or ``"triangular"`` (``"segment"`` only).
+        weighting: ``"linear"`` (default), ``"triangular"`` or ``"faded"`` (``"segment"`` only).
+        num_overlap: ``"faded"`` only: segments start every ``L // num_overlap`` samples
+            (``overlap`` is then ``1 - 1 / num_overlap``).
     """
 
     kind: str
@@ -77,6 +88,7 @@ class ChunkPolicy:
     hop_length: Optional[int] = None
     patch_frames: Optional[int] = None
     weighting: str = "linear"
+    num_overlap: Optional[int] = None
 
     def __post_init__(self):
         if self.weighting not in WEIGHTINGS or (self.weighting != "linear" and self.kind != "segment"):
@@ -96,6 +108,9 @@ class ChunkPolicy:
                 "a 'segment' ChunkPolicy needs segment_seconds > 0 and 0 <= overlap < 1. Received: "
                 f"segment_seconds={self.segment_seconds}, overlap={self.overlap}"
             )
+        if self.weighting == "faded" and not (isinstance(self.num_overlap, int) and self.num_overlap >= 1):
+            raise ValueError(f"a 'faded' ChunkPolicy needs an integer num_overlap >= 1. Received: "
+                             f"num_overlap={self.num_overlap!r}")
         if self.kind == "patch_grid" and not (self.n_fft and self.hop_length and self.patch_frames):
             raise ValueError("a 'patch_grid' ChunkPolicy needs n_fft, hop_length and patch_frames")
 
