@@ -1,14 +1,20 @@
 """Signal processing written with ONNX operators on a :class:`~kerasep.export.onnx.graph._Graph`.
 
 - framing (:func:`_frames`): padding as :class:`kerasep.layers.STFT`, the signal cut into
-  ``hop``-sample blocks and ``n_fft / hop`` shifted block slices concatenated, Hann window
-  (:func:`_hann`);
+  ``hop``-sample blocks, ``r = ceil(n_fft / hop)`` shifted block slices concatenated (and cut to
+  ``n_fft`` samples when ``hop`` does not divide ``n_fft``), Hann window (:func:`_hann`);
 - real FFT through the ``DFT`` operator on ``n_fft / 2`` packed complex points (:func:`_rfft`,
   :func:`_irfft`), or as two matrix products, the four-step FFT (:func:`_fft_split`,
   :func:`_rfft_matmul`, :func:`_irfft_matmul`);
 - windowed overlap-add and the squared-window envelope (:func:`_windowed_ola`,
-  :func:`_overlap_add`);
+  :func:`_overlap_add`): each frame zero-padded to ``r * hop`` samples, cut into ``r`` blocks of
+  ``hop``, the ``r`` block columns shifted and summed;
 - magnitude and ratio masks as the Keras layers (:func:`_magnitude`, :func:`_ratio_masks`).
+
+Any ``hop_length`` works (e.g. 441 samples with ``n_fft`` 2048): frames and overlap-add are
+``r`` slices, pads and one sum, never a per-sample gather or scatter. (The matrix-product FFT
+of the patch stream, :func:`_fft_split`, needs ``hop`` to divide ``n_fft``; otherwise the
+``DFT``-operator path is taken.)
 """
 import numpy as np
 
@@ -18,11 +24,26 @@ def _hann(n_fft):
     return 0.5 - 0.5 * np.cos(2.0 * np.pi * n / n_fft)
 
 
+def _blocks_per_frame(n_fft, hop):
+    """``r = ceil(n_fft / hop)``: the ``hop``-sample blocks a frame of ``n_fft`` samples touches
+    when frames start on block boundaries."""
+    return -(-n_fft // hop)
+
+
+def _padded_window(n_fft, hop, power=1):
+    """The Hann window to the ``power``, zero-padded to ``r * hop`` samples (``r`` from
+    :func:`_blocks_per_frame`)."""
+    w = _hann(n_fft) ** power
+    return np.pad(w, (0, _blocks_per_frame(n_fft, hop) * hop - n_fft))
+
+
 def _frames(g, x, spec):
     """``x`` (batch, nb_channels, nb_timesteps) → windowed frames (batch, nb_channels, nb_frames,
-    n_fft), and ``nb_frames`` (1-element int64)."""
+    n_fft), and ``nb_frames`` (1-element int64). Frame ``f`` is padded samples ``[f * hop,
+    f * hop + n_fft)``: the ``r = ceil(n_fft / hop)`` blocks ``f .. f + r - 1`` of ``hop``
+    samples concatenated, cut to ``n_fft``."""
     n_fft, hop, padding = spec["n_fft"], spec["hop_length"], spec["padding"]
-    r = n_fft // hop
+    r = _blocks_per_frame(n_fft, hop)
     if padding == "spleeter":
         x = g.pad_axis(x, 3, 2, n_fft, 0)
     elif padding == "center":
@@ -40,7 +61,9 @@ def _frames(g, x, spec):
     x = g.slice(x, 0, total, 2)
     blocks = g.op("Reshape", x, g.ints(0, 0, -1, hop))  # (b, c, nb_frames + r - 1, hop)
     shifted = [g.slice(blocks, g.ints(k), g.op("Add", nb_frames, g.ints(k)), 2) for k in range(r)]
-    frames = g.op("Concat", *shifted, axis=3) if r > 1 else shifted[0]
+    frames = g.op("Concat", *shifted, axis=3) if r > 1 else shifted[0]  # (b, c, nb_frames, r * hop)
+    if r * hop != n_fft:
+        frames = g.slice(frames, 0, n_fft, 3)
     frames = g.op("Mul", frames, g.const(_hann(n_fft), np.float32, "window"))
     return frames, nb_frames
 
@@ -95,10 +118,13 @@ def _irfft(g, real, imag, n_fft, nb_bins):
 
 
 def _windowed_ola(g, frames, n_fft, hop):
-    """Frames (b, c, nb_frames, n_fft) × window, overlap-added by summing ``n_fft / hop`` shifted
-    block copies → (b, c, nb_frames + n_fft / hop - 1, 1, hop) (not divided by the envelope)."""
-    r = n_fft // hop
+    """Frames (b, c, nb_frames, n_fft) × window, overlap-added by summing ``r = ceil(n_fft / hop)``
+    shifted block copies → (b, c, nb_frames + r - 1, 1, hop) (not divided by the envelope). When
+    ``hop`` does not divide ``n_fft`` the frames are zero-padded to ``r * hop`` samples first."""
+    r = _blocks_per_frame(n_fft, hop)
     frames = g.op("Mul", frames, g.const(_hann(n_fft), np.float32, "window"))
+    if r * hop != n_fft:
+        frames = g.pad_axis(frames, 4, 3, 0, r * hop - n_fft)
     blocks = g.op("Reshape", frames, g.ints(0, 0, 0, r, hop))
     parts = [g.pad_axis(g.slice(blocks, k, k + 1, 3), 5, 2, k, r - 1 - k) for k in range(r)]
     return g.op("Sum", *parts) if r > 1 else parts[0]
@@ -108,15 +134,14 @@ def _overlap_add(g, frames, nb_frames, length, spec):
     """Windowed overlap-add of ``frames`` (b, c, nb_frames, n_fft), divided by the squared-window
     envelope (as :class:`kerasep.layers.ISTFT`), cropped to ``length`` samples."""
     n_fft, hop, padding = spec["n_fft"], spec["hop_length"], spec["padding"]
-    r = n_fft // hop
-    window = _hann(n_fft)
+    r = _blocks_per_frame(n_fft, hop)
     signal = _windowed_ola(g, frames, n_fft, hop)  # (b, c, nb_frames + r - 1, 1, hop)
     # envelope[j] = sum_k w²[k-th block] * [0 <= j - k < nb_frames]
     j = g.op("Range", g.const(np.int64(0)), g.op("Squeeze", g.op("Add", nb_frames, g.ints(r - 1)), g.ints(0)),
              g.const(np.int64(1)))
     jk = g.op("Sub", g.op("Unsqueeze", j, g.ints(1)), g.const(np.arange(r)[None, :], np.int64))
     inside = g.op("And", g.op("GreaterOrEqual", jk, g.ints(0)), g.op("Less", jk, nb_frames))
-    w2 = (window ** 2).reshape(r, hop)
+    w2 = _padded_window(n_fft, hop, power=2).reshape(r, hop)
     envelope = g.op("MatMul", g.op("Cast", inside, to=1), g.const(w2, np.float32, "w2"))
     tiny = g.const(np.float32(1e-11))
     envelope = g.op("Where", g.op("Greater", envelope, tiny), envelope, g.const(np.float32(1.0)))
@@ -154,7 +179,10 @@ def _fft_split(n_fft, hop, nb_bins):
     """``(n1, n2, k1)`` for the two-stage (four-step) FFT as matrix products: ``n_fft = n1 * n2``
     with ``n1`` dividing ``hop`` (frames start on the ``n1``-sample grid), ``k1 = ceil(nb_bins /
     n2)`` output rows; the split with the fewest multiply-adds (``2 n2 + 4 k1`` per sample and
-    direction). None when no split exists."""
+    direction). None when no split exists, or when ``hop`` does not divide ``n_fft`` (the
+    matrix-product path lays each frame out as ``n_fft / hop`` whole blocks)."""
+    if n_fft % hop:
+        return None
     best = None
     for n1 in range(2, n_fft // 2 + 1):
         if n_fft % n1 or hop % n1:

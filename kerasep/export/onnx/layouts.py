@@ -11,13 +11,14 @@ import numpy as np
 
 from kerasep.export.onnx.bridge import _convert_core, _inline_external_tensors, _lean_tf2onnx
 from kerasep.export.onnx.dsp import (
+    _blocks_per_frame,
     _fft_split,
     _frames,
-    _hann,
     _irfft,
     _irfft_matmul,
     _magnitude,
     _overlap_add,
+    _padded_window,
     _ratio_masks,
     _rfft,
     _rfft_matmul,
@@ -46,11 +47,9 @@ def _spectral_graph(spec, opset, precision="float32"):
     core_in, core_outs = "core/" + core_in, ["core/" + o for o in core_outs]
 
     n_fft, hop = spec["n_fft"], spec["hop_length"]
-    if n_fft % hop or n_fft % 2:
-        raise NotImplementedError(
-            f"ONNX export needs an even n_fft that is a multiple of hop_length; "
-            f"found n_fft={n_fft}, hop_length={hop}"
-        )
+    if n_fft % 2:
+        raise NotImplementedError(f"ONNX export needs an even n_fft (its real FFT packs sample pairs); "
+                                  f"found n_fft={n_fft}, hop_length={hop}")
     if stream:
         return _finish(onnx, _patch_stream_graph(spec, core_proto, core_in, core_outs), core_proto, opset)
     nb_bins, targets = spec["nb_bins"], spec["targets"]
@@ -176,7 +175,7 @@ def _patch_stream_graph(spec, core_proto, core_in, core_outs):
     from onnx import TensorProto, helper
 
     n_fft, hop, t = spec["n_fft"], spec["hop_length"], int(spec["patch_frames"])
-    r = n_fft // hop
+    r = _blocks_per_frame(n_fft, hop)
     nb_bins, targets, nb_channels = spec["nb_bins"], spec["targets"], spec["nb_channels"]
     full = n_fft // 2 + 1
     ext = spec.get("mask_extension", "zeros")
@@ -214,7 +213,7 @@ def _patch_stream_graph(spec, core_proto, core_in, core_outs):
     else:
         raise ValueError(f"patch cores return 'magnitude' or 'mask'. Received: {spec['core_output']!r}")
     masks = dict(zip(targets, masks))  # each (b, c, T, nb_bins)
-    envelope = (_hann(n_fft) ** 2).reshape(r, hop).sum(axis=0)  # periodic inside the input
+    envelope = _padded_window(n_fft, hop, power=2).reshape(r, hop).sum(axis=0)  # periodic inside the input
     envelope[envelope <= 1e-11] = 1.0
     env = b.const(envelope.astype(np.float32), hint="envelope")
     state_ins, state_outs, scan_outs = [], [], []
