@@ -74,7 +74,8 @@ def build_parser():
                      help="also separate the real song excerpt shipped with stempeg")
     sep.add_argument("-m", "--model", default="unet-2stems",
                      help="zoo name, .keras file, demucs .th checkpoint or bag-of-models .yaml (its .th files "
-                          "beside it or in --weights), or .onnx file with --backend onnx; default unet-2stems")
+                          "beside it or in --weights), MSST RoFormer .ckpt (with --config or its .yaml beside it), or "
+                          ".onnx file with --backend onnx; default unet-2stems")
     sep.add_argument("-o", "--output", default="separated",
                      help="output folder (default ./separated): OUTPUT/<name>/<stem>.<format>, <name> the "
                           "input's name, or its folder's for a MUSDB18-HQ <track>/mixture.wav; two inputs "
@@ -109,6 +110,9 @@ def build_parser():
     sep.add_argument("--trust", action="store_true",
                      help="-m FILE.th / BAG.yaml: load demucs checkpoints that need the full unpickler (runs code the "
                           "file names: only for files from a source you trust)")
+    sep.add_argument("--config", default=None, metavar="FILE.yaml",
+                     help="-m FILE.ckpt: the Music-Source-Separation-Training YAML config of a band-split RoFormer "
+                          "checkpoint (default: the same-stem .yaml beside it)")
     sep.add_argument("--backend", choices=["auto", "keras", "onnx"], default="auto",
                      help="auto (default): onnx when onnxruntime is installed and the model exports and "
                           "runs with its own chunking (the U-Nets), else keras; -v says which ran; a zoo name or "

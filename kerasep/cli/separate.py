@@ -29,7 +29,7 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".aiff", "
                     ".mp4", ".aac", ".ac3", ".alac", ".mka", ".wma", ".webm")
 DEFAULT_GLOB = "*"
 # -m files that are loaded before their stems are known (a zoo name's come from the registry)
-MODEL_FILE_SUFFIXES = (".keras", ".th", ".yaml", ".yml")
+MODEL_FILE_SUFFIXES = (".keras", ".th", ".yaml", ".yml", ".ckpt")
 
 
 def _expand_inputs(inputs, pattern, outdir):
@@ -264,6 +264,8 @@ def _load_model(name, args):
         if str(name).endswith((".yaml", ".yml")):
             return htdemucs.load_bag(name, folder=args.weights, trust=True)
         raise ValueError("--trust applies to a demucs .th checkpoint or bag .yaml given as -m/--model")
+    if getattr(args, "config", None) is not None:  # an MSST RoFormer .ckpt and its YAML
+        return zoo.load(name, weights=args.weights, config=args.config)
     return zoo.load(name, weights=args.weights)
 
 
