@@ -8,7 +8,7 @@ Spectral models (``"kind": "spectral"``) — STFT → magnitude → core → mas
 
 - ``n_fft``, ``hop_length``, ``padding`` (``"spleeter"``, ``"center"``, ``"valid"``),
   ``pad_mode`` (``"constant"``/``"reflect"``): the :class:`kerasep.layers.STFT` framing.
-  ``n_fft`` must be a multiple of ``hop_length`` (true of Spleeter and Open-Unmix).
+  Any ``hop_length`` (the ONNX export needs an even ``n_fft``).
 - ``nb_bins``: bins fed to the core (``F``); ``mask_extension``: ``"zeros"`` or ``"average"`` for
   the bins above it (:class:`kerasep.layers.ApplyMask`).
 - ``power``: the core sees ``|X| ** power``.
@@ -40,7 +40,7 @@ A model family plugs in by subclassing :class:`kerasep.models.Separator` and ove
 """
 from kerasep.models.separator import check_separator
 
-KINDS = ("spectral", "waveform")
+KINDS = ("spectral", "waveform", "hybrid")
 
 
 def export_spec(model):

@@ -205,9 +205,8 @@ class _BandRoformer(Separator):
 
     def export_spec(self):
         """STFT and inverse STFT as signal processing around a core ``(batch, nb_channels,
-        nb_frames, nb_bins, 2)`` mixture STFT → ``{stem: STFT}`` (:mod:`kerasep.export.spec`).
-        The ONNX exporter needs ``stft_n_fft`` to be a multiple of ``stft_hop_length``, which the
-        released hop of 441 samples is not."""
+        nb_frames, nb_bins, 2)`` mixture STFT → ``{stem: STFT}`` (:mod:`kerasep.export.spec`), at
+        any ``stft_hop_length`` (the released 441 samples with ``stft_n_fft`` 2048 included)."""
         inputs = keras.Input((self.nb_channels, None, self.nb_bins, 2), name="mix_stft")
         outputs = _SeparateSTFT(self, name="separate_stft")(inputs)
         return {
