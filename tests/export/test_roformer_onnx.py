@@ -1,0 +1,68 @@
+"""ONNX and SavedModel exports of the band-split RoFormers at their released STFT (``stft_n_fft``
+2048, ``stft_hop_length`` 441: a hop that does not divide n_fft, centred reflect-padded frames),
+tiny networks, against the Keras model on the real MUSDB18 excerpt at an odd length."""
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("tf2onnx")
+
+# the released STFT; a tiny network (dim 16, one axial layer)
+TINY_RELEASED_STFT = dict(dim=16, depth=1, time_transformer_depth=1, freq_transformer_depth=1, dim_head=8,
+                          heads=2, stft_n_fft=2048, stft_hop_length=441, stft_win_length=2048,
+                          mask_estimator_depth=1, dim_freqs_in=1025)
+# uneven BS bands summing to 1025 bins
+BS_BANDS = (8, 8, 16, 32, 64, 128, 256, 513)
+
+
+def _model(family):
+    from kerasep.backend import keras
+    from kerasep.models.roformer import BSRoformer, MelBandRoformer
+
+    keras.utils.set_random_seed(0)
+    if family == "bs":
+        model = BSRoformer(targets=["vocals", "other"], freqs_per_bands=BS_BANDS, **TINY_RELEASED_STFT)
+    else:
+        model = MelBandRoformer(targets=["vocals"], num_bands=8, **TINY_RELEASED_STFT)
+    model.build((None, 2, None))
+    return model
+
+
+def _rel(out, reference):
+    """max |out - reference| over all stems, relative to the reference's peak."""
+    assert sorted(out) == sorted(reference)
+    peak = max(float(np.max(np.abs(v))) for v in reference.values())
+    return max(float(np.max(np.abs(np.asarray(out[k]) - reference[k]))) for k in reference) / peak
+
+
+@pytest.mark.slow  # ~20 s each on 2 busy cores (two exports)
+@pytest.mark.parametrize("family", ["bs", "mel"])
+def test_roformer_exports_at_released_stft(real_mixture, tmp_path, family):
+    import onnxruntime as ort
+
+    from kerasep import export
+    from kerasep.backend import tf
+    from kerasep.export import runner
+    from kerasep.export.saved_model import load_saved_model
+
+    model = _model(family)
+    assert model.stft_n_fft % model.stft_hop_length  # the case this file is about
+    # 1 s of the real mixture plus an odd tail: not a multiple of the hop
+    x = np.ascontiguousarray(real_mixture[: 44100 + 37].T[None])  # (1, 2, 44137)
+    reference = {k: np.asarray(v) for k, v in model(x, training=False).items()}
+    for y in reference.values():
+        assert y.shape == x.shape and np.isfinite(y).all() and np.max(np.abs(y)) > 1e-3
+
+    onnx_path = export.export(model, tmp_path / f"{family}_roformer.onnx")
+    ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])  # loads as a plain file
+    session = runner.OnnxSeparator(onnx_path)  # the TF-free runner
+    assert session.targets == model.stems and session.sample_rate == 44100
+    onnx_rel = _rel(session(x), reference)
+    assert onnx_rel <= 1e-4, onnx_rel
+
+    sm_path = export.export(model, tmp_path / f"{family}_roformer_sm", format="saved_model")
+    fn, _ = load_saved_model(sm_path)
+    out = {k: v.numpy() for k, v in fn(waveform=tf.constant(x)).items()}
+    sm_rel = _rel(out, reference)
+    assert sm_rel <= 1e-4, sm_rel
+    print(f"{family}: onnx {onnx_rel:.2e}, saved_model {sm_rel:.2e} max relative difference")
