@@ -151,6 +151,7 @@ def _check_format(args):
 
 def cmd_separate(args):
     from kerasep import zoo
+    from kerasep.export.runner import RunnerError
 
     inputs = list(args.inputs)
     if args.example:
@@ -171,16 +172,16 @@ def cmd_separate(args):
         return _fail(*error)
     try:
         if args.backend == "auto":
-            path, model, reason = auto_engine(args, lambda: _load_model(name, args))
-            if path is not None:
-                say(args, f"backend: onnx (onnxruntime; {path})")
-                return _run_onnx(args, files, path)
+            session, model, reason = auto_engine(args, lambda: _load_model(name, args))
+            if session is not None:
+                say(args, f"backend: onnx (onnxruntime; {session.path})")
+                return _run_onnx(args, files, session)
             say(args, f"backend: keras ({reason})")
         else:
             model = _load_model(name, args)
     except KeyError as exc:
         return _fail(2, exc.args[0])
-    except (zoo.WeightsError, FileNotFoundError, ValueError) as exc:
+    except (zoo.WeightsError, FileNotFoundError, ValueError, RunnerError) as exc:
         words = _cli_words(exc)
         if str(name).endswith(MODEL_FILE_SUFFIXES) and not words.startswith("--"):
             words = f"-m/--model: {words}"
@@ -323,11 +324,12 @@ def _separate_onnx(args, files):
 
 
 def _run_onnx(args, files, path):
-    """Separate ``files`` with the ONNX file ``path`` in the TensorFlow-free runner."""
+    """Separate ``files`` with the ONNX file ``path`` (or an ``OnnxSeparator`` of it) in the
+    TensorFlow-free runner."""
     from kerasep.export import runner
 
     try:
-        model = runner.OnnxSeparator(path)
+        model = path if isinstance(path, runner.OnnxSeparator) else runner.OnnxSeparator(path)
     except (runner.RunnerError, ValueError, FileNotFoundError, RuntimeError) as exc:
         return _fail(1, _cli_words(exc))
     stems, error = _plan_stems(model.targets, files, args)
@@ -335,6 +337,7 @@ def _run_onnx(args, files, path):
         return _fail(*error)
     failures = 0
     for inp in files:
+        print(f"{inp}: separating", file=sys.stderr)  # as the Keras path names each input first
         try:
             paths = runner.separate_file(model, inp, args.output, args.format, overwrite=args.overwrite,
                                          chunk_seconds=args.chunk_seconds, progress=not args.quiet,
