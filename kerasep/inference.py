@@ -23,6 +23,7 @@
 and the rest. Chunk planning and cross-fade weights are the ONNX runner's
 (:mod:`kerasep.export.runner`), so both engines cut a song the same way.
 """
+import collections
 import functools
 import math
 from pathlib import Path
@@ -52,12 +53,23 @@ def _load_cached(name, weights):
     return zoo.load(name, weights=weights)
 
 
+#: Traces of the inference functions, counted when ``tf.function`` traces them (``"call"``:
+#: ``model(x)`` on chunks and segments; ``"stream_block"``: patch-grid blocks). A separation
+#: that retraces per chunk shows here.
+TRACES = collections.Counter()
+
+
 @functools.lru_cache(maxsize=8)
 def _compiled(model):
     from kerasep.backend import tf
 
     spec = tf.TensorSpec((None, model.nb_channels, None), tf.float32, name="waveform")
-    return tf.function(lambda x: model(x, training=False), input_signature=[spec])
+
+    def call(x):
+        TRACES["call"] += 1
+        return model(x, training=False)
+
+    return tf.function(call, input_signature=[spec])
 
 
 def _zeros(nb_timesteps, nb_channels):
@@ -75,7 +87,7 @@ def _slices(n):
 
 
 def separate_array(mix, model, chunk_seconds=None, progress=False, context_seconds=None, shifts=0,
-                   two_stems=None, seed=None, alloc=None):
+                   two_stems=None, seed=None, alloc=None, jit_compile=False):
     """Separate a validated ``(nb_timesteps, nb_channels)`` array at the model's rate.
 
     ``mix`` only needs ``shape`` and contiguous slicing ``mix[i:j]``, so it may be a
@@ -95,6 +107,8 @@ def separate_array(mix, model, chunk_seconds=None, progress=False, context_secon
         seed: seed of the random shifts (reproducible output).
         alloc: ``alloc(nb_timesteps, nb_channels)`` → a zero-filled output array supporting
             slice reads and writes (default: ``np.zeros``).
+        jit_compile: ``"patch_grid"`` models: run each block XLA-compiled (one compilation: every
+            block has the same shape). Other policies ignore it.
 
     Returns ``{target: (nb_timesteps, nb_channels) float32}`` arrays made by ``alloc``.
     """
@@ -122,7 +136,8 @@ def separate_array(mix, model, chunk_seconds=None, progress=False, context_secon
         if isinstance(model, SeparatorBag):
             out = _separate_bag(mix, model, targets, requested, context_seconds, shifts, rng, bar, alloc)
         else:
-            out = _separate_shifted(mix, model, targets, chunk_seconds, context_seconds, shifts, rng, bar, alloc)
+            out = _separate_shifted(mix, model, targets, chunk_seconds, context_seconds, shifts, rng, bar, alloc,
+                                    jit_compile)
     finally:
         if bar is not None:
             bar.close()
@@ -137,21 +152,22 @@ def separate_array(mix, model, chunk_seconds=None, progress=False, context_secon
     return out
 
 
-def _separate_shifted(mix, model, targets, chunk_seconds, context_seconds, shifts, rng, bar, alloc):
+def _separate_shifted(mix, model, targets, chunk_seconds, context_seconds, shifts, rng, bar, alloc, jit_compile=False):
     """One separator over ``mix``; with ``shifts``, the average of that many runs on ``mix``
     delayed by a random ``0 .. 0.5 s`` (demucs' ``apply_model(shifts=...)``: the input padded
     by ``max_shift`` zeros, cut at a random ``offset`` in ``[0, max_shift]``, the output moved
     back by ``max_shift - offset``)."""
     n = mix.shape[0]
     if not shifts:
-        return _separate_chunks(mix, model, targets, chunk_seconds, context_seconds, bar, alloc)
+        return _separate_chunks(mix, model, targets, chunk_seconds, context_seconds, bar, alloc,
+                                jit_compile=jit_compile)
     max_shift = int(0.5 * model.sample_rate)
     out = {t: alloc(n, mix.shape[1]) for t in targets}
     for _ in range(shifts):
         delay = max_shift - int(rng.integers(0, max_shift + 1))
         shifted = _Delayed(mix, delay)
         est = _separate_chunks(shifted, model, targets, chunk_seconds, context_seconds, bar, alloc,
-                               scale=n / shifted.shape[0])
+                               scale=n / shifted.shape[0], jit_compile=jit_compile)
         for t in targets:
             for a, b in _slices(n):
                 out[t][a:b] += est[t][delay + a : delay + b] / shifts
@@ -200,10 +216,10 @@ class _Delayed:
         return out
 
 
-def _separate_chunks(mix, model, targets, chunk_seconds, context_seconds, bar, alloc, scale=1.0):
+def _separate_chunks(mix, model, targets, chunk_seconds, context_seconds, bar, alloc, scale=1.0, jit_compile=False):
     policy = model.chunking
     if policy.kind == "patch_grid":
-        return _separate_patch_grid(mix, model, policy, targets, chunk_seconds, bar, alloc, scale)
+        return _separate_patch_grid(mix, model, policy, targets, chunk_seconds, bar, alloc, scale, jit_compile)
     if policy.kind == "segment" and policy.weighting == "triangular" and context_seconds is None:
         return _separate_triangular(mix, model, policy, targets, chunk_seconds, bar, alloc, scale)
     if policy.kind == "segment" and policy.weighting == "faded" and context_seconds is None:
@@ -346,14 +362,21 @@ PATCH_GRID_MAX_PATCHES = 2
 
 
 @functools.lru_cache(maxsize=8)
-def _stream_fn(model):
+def _stream_fn(model, jit_compile=False):
+    """``model.stream_block`` as one ``tf.function`` (XLA-compiled with ``jit_compile``; XLA
+    compiles once per block shape, and every block but a song shorter than one has the same)."""
     from kerasep.backend import tf
 
     spec = tf.TensorSpec((None, model.nb_channels, None), tf.float32, name="segment")
-    return tf.function(model.stream_block, input_signature=[spec])
+
+    def block(segment):
+        TRACES["stream_block"] += 1
+        return model.stream_block(segment)
+
+    return tf.function(block, input_signature=[spec], jit_compile=bool(jit_compile))
 
 
-def _separate_patch_grid(mix, model, policy, targets, chunk_seconds, bar, alloc, scale=1.0):
+def _separate_patch_grid(mix, model, policy, targets, chunk_seconds, bar, alloc, scale=1.0, jit_compile=False):
     """Stream ``mix`` through a patch-grid model in blocks of whole patches.
 
     Spleeter frame ``k`` covers input samples ``[k * hop - n_fft, k * hop)``; patch ``p`` holds
@@ -370,14 +393,18 @@ def _separate_patch_grid(mix, model, policy, targets, chunk_seconds, bar, alloc,
     rate = model.sample_rate
     nb_frames = -(-(n + n_fft) // hop)  # Spleeter's frame count for the whole input
     patches = int(chunk_seconds * rate) // (T * hop)
-    step = T * min(max(1, patches), PATCH_GRID_MAX_PATCHES)
-    fn = _stream_fn(model)
+    # whole patches per block, no more than the song has: every block is fed as the same
+    # (1, nb_channels, (step - 1) * hop + n_fft) segment, the last one zero-padded (its frames
+    # past the input are all-zero, as the zero-padded patches of whole-file processing, and
+    # they add nothing inside the input), so a compiled block function sees one shape
+    step = T * min(max(1, patches), PATCH_GRID_MAX_PATCHES, -(-nb_frames // T))
+    fn = _stream_fn(model, bool(jit_compile))
     out = {t: alloc(n, nb_channels) for t in targets}
     for k0 in range(0, nb_frames, step):
         k1 = min(k0 + step, nb_frames)
         s0, s1 = k0 * hop - n_fft, (k1 - 1) * hop  # frames [k0, k1) span samples [s0, s1)
         a, b = max(s0, 0), min(s1, n)
-        segment = np.zeros((1, nb_channels, s1 - s0), np.float32)  # zeros outside the input
+        segment = np.zeros((1, nb_channels, (step - 1) * hop + n_fft), np.float32)  # zeros outside the input
         segment[0, :, a - s0 : b - s0] = mix[a:b].T
         y = fn(segment)
         for t in targets:
@@ -403,6 +430,7 @@ def separate(
     two_stems=None,
     seed=None,
     allow_truncated=False,
+    backend="auto",
 ):
     """Separate a song into stems.
 
@@ -423,6 +451,12 @@ def separate(
         seed: seed of the random shifts.
         allow_truncated: separate what decodes of a file whose decoded length is shorter than
             the length its container declares (default: an error naming both).
+        backend: ``"auto"`` (default): the ONNX runner when onnxruntime, onnx and tf2onnx are
+            installed and the model can go that way with its own chunking (the U-Nets; exported
+            once into ``$KERASEP_HOME/onnx/`` and checked against Keras on a probe before it is
+            cached), else Keras; a model object runs in Keras unless ``"onnx"``; ``"keras"``;
+            ``"onnx"`` (an error saying why when the model cannot). An ``.onnx`` path as
+            ``model`` runs in onnxruntime. ``shifts`` need Keras.
 
     Returns:
         ``{target: float32 array (nb_timesteps, nb_channels)}`` at the input's rate and length.
@@ -430,7 +464,10 @@ def separate(
     Raises:
         kerasep.audio.AudioError: unreadable, empty or non-finite audio, wrong channel count.
     """
-    model = as_separator(model, weights)
+    from kerasep.export.cache import onnx_engine, separate_session
+
+    session, model, _ = onnx_engine(model, weights, backend, shifts, load=lambda m: as_separator(m, weights))
+    model = model if session is None else session  # both have sample_rate, nb_channels
     rate = model.sample_rate
     if isinstance(audio_or_path, (str, Path)):
         mix = _audio.load(audio_or_path, sample_rate=rate, nb_channels=model.nb_channels, downmix=downmix,
@@ -441,8 +478,11 @@ def separate(
         in_rate = rate if sample_rate is None else int(sample_rate)
         if in_rate != rate:
             mix = _audio.resample(mix, in_rate, rate)
-    stems = separate_array(mix, model, chunk_seconds=chunk_seconds, progress=progress, shifts=shifts,
-                           two_stems=two_stems, seed=seed)
+    if session is not None:
+        stems = separate_session(session, mix, chunk_seconds, progress, two_stems)
+    else:
+        stems = separate_array(mix, model, chunk_seconds=chunk_seconds, progress=progress, shifts=shifts,
+                               two_stems=two_stems, seed=seed)
     if in_rate != rate:
         n = audio_or_path.shape[0]
         stems = {t: _fit_length(_audio.resample(y, rate, in_rate), n) for t, y in stems.items()}
@@ -453,3 +493,4 @@ def _fit_length(y, n):
     if y.shape[0] >= n:
         return y[:n]
     return np.pad(y, ((0, n - y.shape[0]), (0, 0)))
+
