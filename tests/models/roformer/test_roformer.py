@@ -406,13 +406,17 @@ def test_config_from_released_yaml(tmp_path):
     assert config["freqs_per_bands"] == list(DEFAULT_FREQS_PER_BANDS)
     assert config["chunk_size"] == 352800 and config["num_overlap"] == 2
     model = conv.model_from_yaml(path)  # unbuilt: no weights allocated
-    assert isinstance(model, BSRoformer) and model.stems == ["vocals"] and model.dim == 512 and model.depth == 12
+    # one-stem checkpoint: the residual (mixture minus vocals) named after the other training instrument
+    assert config["residual"] == "other"
+    assert isinstance(model, BSRoformer) and model.stems == ["vocals", "other"] and model.dim == 512
+    assert model.depth == 12 and model.targets == ["vocals"]
     assert model.chunking.kind == "segment" and model.chunking.segment_seconds == 8.0
-    assert model.chunking.overlap == 0.5
+    assert model.chunking.weighting == "faded" and model.chunking.num_overlap == 2 and model.chunking.overlap == 0.5
     assert len(model.band_dims) == 62 and sum(model.band_dims) == 1025 * 2 * 2
     # the mel-band file's model section alone
     spec = conv.config_from_yaml({"model": MEL3005_MODEL, "training": {"target_instrument": "vocals"}})
     assert spec["family"] == "mel_band_roformer" and spec["config"]["dim"] == 384
+    assert spec["config"]["residual"] == "instrumental"  # no other instrument named: MSST's word
     model = conv.model_from_yaml(MEL3005_MODEL)
     assert isinstance(model, MelBandRoformer) and model.stems == ["stem_0"] and len(model.band_dims) == 60
 
@@ -451,3 +455,14 @@ def test_mel_band_roformer_contract(real_mixture, tmp_path):
     model.build((None, 2, None))
     run_separator_test(model, real_mixture, tmp_path, chunk_seconds=0.5, family="mel_band_roformer",
                        exports=("onnx", "saved_model"))
+
+
+def test_residual_stem_is_mixture_minus_targets(real_mixture):
+    model = MelBandRoformer(targets=["vocals"], num_bands=8, residual="other", **TINY)
+    assert model.stems == ["vocals", "other"] and model.get_config()["residual"] == "other"
+    x = np.ascontiguousarray(real_mixture[:22050].T[None])
+    y = {t: np.asarray(v) for t, v in model(x).items()}
+    np.testing.assert_allclose(y["other"], x - y["vocals"], rtol=0, atol=1e-6)
+    assert np.abs(y["vocals"]).max() > 1e-3
+    with pytest.raises(ValueError, match="`residual` must be a stem name other than the targets"):
+        BSRoformer(targets=["vocals"], residual="vocals")
