@@ -45,7 +45,8 @@ def metadata(model, spec, precision="float32"):
         "kerasep.opset": str(OPSET),
         "kerasep.input": "waveform (batch, nb_channels, nb_timesteps) float32",
     }
-    for key in ("n_fft", "hop_length", "padding", "chunk_alignment", "chunk_context"):
+    for key in ("n_fft", "hop_length", "padding", "chunk_alignment", "chunk_context", "chunk_segment",
+                "chunk_overlap", "chunk_weighting"):
         if key in spec:
             meta[f"kerasep.{key}"] = str(spec[key])
     return meta

@@ -318,6 +318,20 @@ class HTDemucs(Separator):
         """The training segment in samples (``int(segment * sample_rate)``, as demucs)."""
         return int(self.segment * self.sample_rate + 1e-6)
 
+    def export_spec(self):
+        """``"kind": "hybrid"`` (:mod:`kerasep.export.spec`): the spectrogram pair and the padding to
+        ``pad_to`` samples rebuilt by the exporter around a functional core (:meth:`separate_hybrid`,
+        this model's weights), ``{"waveform": mix, "spectrogram": z}`` → ``{"spectrogram", "waveform"}``."""
+        mix = keras.Input((self.nb_channels, None), name="waveform")
+        z = keras.Input((self.nb_channels, self.nfft // 2, None, 2), name="spectrogram")
+        spec, wave = _HybridCore(self, name="separate_hybrid")([mix, z])
+        core = keras.Model({"waveform": mix, "spectrogram": z}, {"spectrogram": spec, "waveform": wave},
+                           name="htdemucs_core")
+        return {"kind": "hybrid", "n_fft": self.nfft, "hop_length": self.hop_length, "core": core,
+                "pad_to": self.training_length if self.use_train_segment else 0,
+                "chunk_segment": self.training_length, "chunk_overlap": self.segment_overlap,
+                "chunk_weighting": "triangular"}
+
     # --- Keras -----------------------------------------------------------------------------------
 
     def build(self, input_shape=None):
@@ -371,11 +385,19 @@ class HTDemucs(Separator):
         if self.use_train_segment and not training:
             target = tf.maximum(length, self.training_length)
             mix = tf.pad(mix, [[0, 0], [0, 0], [0, target - length]])
-        padded = tf.shape(mix)[2]
-        batch = tf.shape(mix)[0]
-        nb_sources = len(self.targets)
+        spec, wave = self.separate_hybrid(mix, self.spectrogram(mix), training=training)
+        out = (self.ispectrogram(spec, tf.shape(mix)[2]) + wave)[:, :, :length]
+        out = tf.reshape(out, [tf.shape(mix)[0], len(self.targets), self.nb_channels, length])
+        return {t: out[:, i] for i, t in enumerate(self.targets)}
 
-        z = self.spectrogram(mix)  # (batch, C, bins, frames, 2)
+    def separate_hybrid(self, mix, z, training=False):
+        """The network between the spectrogram and its inverse (what the ONNX export converts).
+
+        ``mix``: ``(batch, nb_channels, nb_timesteps)``; ``z``: its :class:`HTSpectrogram`
+        ``(batch, nb_channels, nfft // 2, nb_frames, 2)``. Returns the spectral estimate ``(batch,
+        S * nb_channels, nfft // 2, nb_frames, 2)`` and the time estimate ``(batch, S * nb_channels,
+        nb_timesteps)`` (source-major channels, ``S = len(targets)``), summed after the inverse."""
+        batch, nb_sources = tf.shape(mix)[0], len(self.targets)
         # complex as channels, channel = 2 * c + (real, imag): (batch, bins, frames, 2 * C)
         x = tf.transpose(z, [0, 2, 3, 1, 4])
         shape = tf.shape(x)
@@ -423,11 +445,7 @@ class HTDemucs(Separator):
         shape = tf.shape(x)
         x = tf.reshape(x, [batch, shape[1], shape[2], nb_sources * self.nb_channels, 2])
         x = tf.transpose(x, [0, 3, 1, 2, 4])
-        x = self.ispectrogram(x, padded)  # (batch, S * C, padded)
-        xt = tf.transpose(xt, [0, 2, 1]) * stdt + meant  # (batch, S * C, padded)
-        out = (x + xt)[:, :, :length]
-        out = tf.reshape(out, [batch, nb_sources, self.nb_channels, length])
-        return {t: out[:, i] for i, t in enumerate(self.targets)}
+        return x, tf.transpose(xt, [0, 2, 1]) * stdt + meant
 
     def get_config(self):
         config = super().get_config()
@@ -457,6 +475,17 @@ class HTDemucs(Separator):
             segment_overlap=self.segment_overlap,
         )
         return config
+
+
+class _HybridCore(keras.layers.Layer):
+    """Export helper (not serialised): ``[mix, z]`` → :meth:`HTDemucs.separate_hybrid`."""
+
+    def __init__(self, separator, **kwargs):
+        super().__init__(**kwargs)
+        self.separator = separator
+
+    def call(self, inputs):
+        return self.separator.separate_hybrid(inputs[0], inputs[1], training=False)
 
 
 # SeparatorBag (demucs' BagOfModels of HTDemucs: htdemucs_ft) is registered with the family.

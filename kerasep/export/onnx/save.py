@@ -28,6 +28,10 @@ def to_onnx(model, precision="float32", opset=OPSET):
     spec = export_spec(model)
     if spec["kind"] == "spectral":
         proto = _spectral_graph(spec, opset, precision)
+    elif spec["kind"] == "hybrid":
+        from kerasep.export.onnx.hybrid import _hybrid_graph
+
+        proto = _hybrid_graph(spec, opset, precision)
     else:
         proto = _waveform_graph(model, spec, opset)
         if precision == "float16":

@@ -24,13 +24,17 @@ give it (``0o666 & ~umask``); existing outputs are never replaced without ``--ov
 Long inputs are processed in chunks as :mod:`kerasep.inference` does. Models that declare
 ``kerasep.chunk_alignment``/``kerasep.chunk_context`` in their metadata (the U-Net: one patch)
 get chunk borders on their patch grid with one patch of real audio as context on each side, which
-reproduces whole-file processing exactly; other models get 5 s of context and linear cross-fades.
+reproduces whole-file processing exactly; models that declare ``kerasep.chunk_weighting``
+``"triangular"`` (HTDemucs) get demucs' ``apply_model`` segments of ``kerasep.chunk_segment``
+samples overlapping by ``kerasep.chunk_overlap`` (:mod:`.segments`); other models get 5 s of
+context and linear cross-fades.
 Chunk planning (:func:`plan_chunks`, :func:`crossfade_weights`), resampling (:func:`resample`)
 and output naming (:func:`output_paths`) have this one implementation: the rest of kerasep
 imports them from here.
 
 Modules: :mod:`.common` (constants, :class:`RunnerError`, :func:`option`), :mod:`.session`
-(:class:`OnnxSeparator`), :mod:`.chunks` (chunk plan, :func:`separate_array`), :mod:`.audio_io`
+(:class:`OnnxSeparator`), :mod:`.chunks` (chunk plan, :func:`separate_array`), :mod:`.segments`
+(demucs' triangular segments), :mod:`.audio_io`
 (decoding, :func:`resample`), :mod:`.temporaries` (umask, owner tokens, stale temporaries),
 :mod:`.outputs` (naming, encoder options, error messages, :class:`OutputSet`), :mod:`.separate`
 (:func:`separate_file`) and :mod:`.cli` (:func:`main`); every name is re-exported here.
@@ -39,6 +43,7 @@ import os  # noqa: F401  (``runner.os``: tests patch os functions through it)
 
 from . import common  # noqa: F401
 from . import session  # noqa: F401
+from . import segments  # noqa: F401
 from . import chunks  # noqa: F401
 from . import audio_io  # noqa: F401
 from . import temporaries  # noqa: F401
@@ -49,6 +54,8 @@ from .common import (DEFAULT_CHUNK_SECONDS, DEFAULT_CROSSFADE_CHUNK_SECONDS, DEF
                      WRITE_BLOCK, READABLE, OUTPUT_FORMATS, MP3_BITRATES, DEFAULT_MP3_BITRATE, RunnerError,
                      INTERFACE, option, option_name)  # noqa: F401
 from .session import providers, OnnxSeparator  # noqa: F401
+from .segments import (segment_samples, triangular_weights, segment_length, segment_feed_shapes,
+                       iter_triangular)  # noqa: F401
 from .chunks import (plan_chunks, crossfade_weights, _plan, feed_shapes, iter_separate, separate_array,
                      _progress)  # noqa: F401
 from .audio_io import (resample, wav_declared_frames, truncation_tolerance, truncation_message,

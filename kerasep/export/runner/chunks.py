@@ -3,6 +3,7 @@
 :func:`iter_faded`), :func:`iter_separate`, :func:`separate_array`."""
 import numpy as np
 
+from . import segments
 from .common import DEFAULT_CHUNK_SECONDS, DEFAULT_CONTEXT_SECONDS, DEFAULT_CROSSFADE_CHUNK_SECONDS, RunnerError, option_name
 
 
@@ -183,15 +184,26 @@ def _plan(model, n, chunk_seconds=None):
 def feed_shapes(model, n, chunk_seconds=None):
     """The distinct ``(1, nb_channels, m)`` arrays :func:`iter_separate` feeds ``model`` for an
     input of ``n`` timesteps."""
+    if getattr(model, "chunk_weighting", None) == "triangular":
+        return segments.segment_feed_shapes(model, n, chunk_seconds)
     return sorted({(1, model.nb_channels, e - s) for _, _, s, e in _plan(model, n, chunk_seconds)[2]})
 
 
 def iter_separate(model, mix, chunk_seconds=None, progress=False):
     """Separate ``mix`` ``(nb_timesteps, nb_channels)`` float32 at the model's rate chunk by
     chunk. Yields ``(start, {target: (n, nb_channels)})`` blocks in order that tile the input
-    exactly (constant memory in the input length)."""
+    exactly (constant memory in the input length). A model declaring demucs' triangular segments
+    (``chunk_weighting``) is cut as :func:`.segments.iter_triangular` says."""
     n = mix.shape[0]
     rate = model.sample_rate
+    if getattr(model, "chunk_weighting", None) == "triangular":
+        bar = _progress(n / rate) if progress else None
+        try:
+            yield from segments.iter_triangular(model, mix, chunk_seconds, bar)
+        finally:
+            if bar is not None:
+                bar.close()
+        return
     exact, context, plan = _plan(model, n, chunk_seconds)
     bar = _progress(n / rate) if progress else None
     base, buf = 0, {}  # crossfade: output from `base` on that later chunks still add to

@@ -29,7 +29,8 @@ class OnnxSeparator:
         providers: onnxruntime execution providers (default: CUDA when available, else CPU).
 
     Attributes:
-        sample_rate, nb_channels, targets, chunk_alignment, chunk_context, metadata.
+        sample_rate, nb_channels, targets, chunk_alignment, chunk_context, chunk_weighting,
+        chunk_segment, chunk_overlap, metadata.
     """
 
     def __init__(self, path, providers=None):
@@ -73,6 +74,13 @@ class OnnxSeparator:
             raise RunnerError(f"{path}: outputs {outputs} do not match the declared targets {self.targets}")
         self.chunk_alignment = int(meta.get("kerasep.chunk_alignment", 1))
         self.chunk_context = int(meta["kerasep.chunk_context"]) if "kerasep.chunk_context" in meta else None
+        # demucs' segments (.segments): weighting, segment (samples) and overlap fraction
+        self.chunk_weighting = meta.get("kerasep.chunk_weighting")
+        self.chunk_segment = int(meta["kerasep.chunk_segment"]) if "kerasep.chunk_segment" in meta else None
+        self.chunk_overlap = float(meta.get("kerasep.chunk_overlap", 0.0))
+        if self.chunk_weighting == "triangular" and not (self.chunk_segment or 0) > 0:
+            raise RunnerError(f"{path}: kerasep.chunk_weighting 'triangular' needs kerasep.chunk_segment > 0 "
+                              f"samples; found {meta.get('kerasep.chunk_segment')!r}")
         #: The declared input shape: an int where a dimension is fixed, None where it is free.
         self.input_shape = [d if isinstance(d, int) and d > 0 else None for d in (inputs[0].shape or [])]
         if len(self.input_shape) != 3 or self.input_shape[1] not in (None, self.nb_channels):

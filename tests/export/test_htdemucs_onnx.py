@@ -1,0 +1,163 @@
+"""ONNX export of HT-Demucs (the "hybrid" layout, kerasep/export/onnx/hybrid.py) and the TF-free
+runner's demucs segments (kerasep/export/runner/segments.py), on tiny configs."""
+import json
+
+import numpy as np
+import pytest
+
+from kerasep import export, inference
+from kerasep.backend import tf
+from kerasep.export import runner
+from kerasep.models import ChunkPolicy, Separator
+from kerasep.models.htdemucs import HTDemucs
+
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("tf2onnx")
+
+SOURCES = ["drums", "bass", "other", "vocals"]
+TINY = dict(channels=8, depth=3, nfft=512, dconv_mode=3, t_layers=1, t_heads=2, bottom_channels=8, segment=1.0)
+
+
+def _tiny(targets=SOURCES, **overrides):
+    model = HTDemucs(targets=list(targets), **dict(TINY, **overrides))
+    model.build((None, 2, None))
+    return model
+
+
+def _relative(reference, got):
+    """``max |got - reference| / max |reference|`` over every stem."""
+    assert sorted(got) == sorted(reference)
+    scale = max(float(np.max(np.abs(v))) for v in reference.values())
+    assert scale > 0
+    return max(float(np.max(np.abs(got[t] - reference[t]))) for t in reference) / scale
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tmp_path_factory):
+    """A tiny 4-source HTDemucs and its ONNX file."""
+    model = _tiny()
+    path = export.export(model, tmp_path_factory.mktemp("htdemucs_onnx") / "tiny.onnx")
+    return model, path
+
+
+@pytest.mark.slow
+def test_hybrid_export_matches_keras(tiny_export, real_mixture):
+    """Shorter than the training segment (padded to it inside the graph), one segment exactly,
+    and longer than it at lengths that are no multiple of the segment or the hop."""
+    model, path = tiny_export
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["waveform"]
+    assert [o.name for o in session.get_outputs()] == SOURCES
+    meta = session.get_modelmeta().custom_metadata_map
+    assert meta["kerasep.family"] == "HTDemucs" and json.loads(meta["kerasep.targets"]) == SOURCES
+    assert meta["kerasep.chunk_weighting"] == "triangular"
+    assert int(meta["kerasep.chunk_segment"]) == model.training_length == 44100
+    assert float(meta["kerasep.chunk_overlap"]) == 0.25
+    mix = np.ascontiguousarray(real_mixture.T[None])  # (1, 2, 88200)
+    for n in (3001, 30011, 44100, 88200 - 37):
+        x = np.ascontiguousarray(mix[:, :, :n])
+        reference = {t: np.asarray(v) for t, v in model(x, training=False).items()}
+        outs = dict(zip(SOURCES, session.run(None, {"waveform": x})))
+        assert all(v.shape == x.shape for v in outs.values())
+        assert _relative(reference, outs) <= 1e-4, n
+    # a batch of two different excerpts
+    x = np.concatenate([mix[:, :, :30011], mix[:, :, 40000:70011]])
+    reference = {t: np.asarray(v) for t, v in model(x, training=False).items()}
+    assert _relative(reference, dict(zip(SOURCES, session.run(None, {"waveform": x})))) <= 1e-4
+
+
+@pytest.mark.slow
+def test_runner_separates_as_inference(tiny_export, real_mixture):
+    """The TF-free runner cuts the song as kerasep.inference does for demucs' triangular segments
+    (several segments, a last one cut by the end), so the ONNX path gives the Keras path's stems."""
+    model, path = tiny_export
+    mix = np.ascontiguousarray(real_mixture[: 88200 - 37])
+    session = runner.OnnxSeparator(path)
+    assert session.chunk_weighting == "triangular" and session.chunk_segment == 44100
+    for chunk_seconds in (None, 0.6):
+        ours = runner.separate_array(session, mix, chunk_seconds=chunk_seconds)
+        keras_path = inference.separate_array(mix, model, chunk_seconds=chunk_seconds)
+        assert _relative(keras_path, ours) <= 1e-4, chunk_seconds
+    assert runner.feed_shapes(session, mix.shape[0]) == [(1, 2, 44100)]
+    assert runner.feed_shapes(session, 30000) == [(1, 2, 30000)]  # one stride or less: as is
+
+
+@pytest.mark.slow
+def test_hybrid_export_six_sources_short_inputs(tmp_path):
+    """A 6-source model without ``use_train_segment`` at lengths so short that demucs' pad1d
+    zero-pads before reflecting (the input is no longer than the spectrogram's padding)."""
+    targets = SOURCES + ["guitar", "piano"]
+    model = _tiny(targets, depth=2, use_train_segment=False, t_cross_first=True)
+    path = export.export(model, tmp_path / "six.onnx")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == targets
+    rng = np.random.default_rng(0)
+    for n in (100, 250, 1029, 7001):
+        x = (0.1 * rng.standard_normal((1, 2, n))).astype(np.float32)
+        reference = {t: np.asarray(v) for t, v in model(x, training=False).items()}
+        assert _relative(reference, dict(zip(targets, session.run(None, {"waveform": x})))) <= 1e-4, n
+
+
+def test_hybrid_spec_shares_the_weights():
+    """export_spec's core is the model's own network: same weights, and core + spectrogram pair
+    equals ``call``."""
+    model = _tiny(depth=2)
+    spec = model.export_spec()
+    assert spec["kind"] == "hybrid" and spec["n_fft"] == 512 and spec["hop_length"] == 128
+    assert spec["pad_to"] == 44100
+    core = spec["core"]
+    assert {id(w) for w in core.weights} == {id(w) for w in model.weights}
+    x = tf.constant(np.random.default_rng(1).standard_normal((1, 2, 44100)).astype(np.float32))
+    out = core({"waveform": x, "spectrogram": model.spectrogram(x)})
+    assert out["spectrogram"].shape == (1, 8, 256, 345, 2) and out["waveform"].shape == (1, 8, 44100)
+    y = model.ispectrogram(out["spectrogram"], tf.constant(44100)) + out["waveform"]
+    whole = model(x, training=False)
+    for i, t in enumerate(SOURCES):
+        np.testing.assert_allclose(np.asarray(y[:, 2 * i: 2 * i + 2]), np.asarray(whole[t]), atol=1e-6)
+
+
+class TriangularProbe(Separator):
+    """Known-answer separator on demucs' triangular segments: each output depends on the whole
+    segment it is computed on and on the position inside it, so any change of plan shows."""
+
+    targets = ["a", "b"]
+    nb_channels, sample_rate = 2, 8000
+    chunking = ChunkPolicy("segment", segment_seconds=0.25, overlap=0.25, weighting="triangular")
+
+    def call(self, x, training=False):
+        ramp = tf.cast(tf.range(tf.shape(x)[2]), tf.float32)[None, None, :] / 1000.0
+        return {"a": x * tf.reduce_mean(tf.abs(x)) + ramp, "b": x * x}
+
+
+class NumpyProbe:
+    """The same computation as the runner sees a model: numpy in, numpy out, metadata fields."""
+
+    targets, nb_channels, sample_rate = ["a", "b"], 2, 8000
+    chunk_context, chunk_alignment = None, 1
+    chunk_weighting, chunk_segment, chunk_overlap = "triangular", 2000, 0.25
+
+    def __call__(self, x):
+        ramp = np.arange(x.shape[2], dtype=np.float32)[None, None, :] / 1000.0
+        return {"a": x * np.mean(np.abs(x)) + ramp, "b": x * x}
+
+
+@pytest.mark.parametrize("n", [1200, 1500, 1501, 4321, 9000])
+def test_runner_segment_plan_is_inference_plan(n):
+    """runner.iter_separate (segments.iter_triangular) against kerasep.inference's
+    _separate_triangular: one stride or less, exactly one stride, several segments, a short last one."""
+    mix = np.random.default_rng(n).standard_normal((n, 2)).astype(np.float32)
+    np.testing.assert_array_equal(runner.triangular_weights(2000), inference.triangular_weights(2000))
+    for chunk_seconds in (None, 0.1):
+        ours = runner.separate_array(NumpyProbe(), mix, chunk_seconds=chunk_seconds)
+        theirs = inference.separate_array(mix, TriangularProbe(), chunk_seconds=chunk_seconds)
+        for t in ("a", "b"):
+            np.testing.assert_allclose(ours[t], theirs[t], rtol=1e-5, atol=1e-5)
+    blocks = list(runner.iter_separate(NumpyProbe(), mix))
+    assert [s for s, _ in blocks] == list(np.cumsum([0] + [b["a"].shape[0] for _, b in blocks[:-1]]))
+    assert sum(b["a"].shape[0] for _, b in blocks) == n
+
+
+def test_runner_segment_errors():
+    probe = NumpyProbe()
+    with pytest.raises(runner.RunnerError, match="chunk_seconds.*finite number of seconds > 0"):
+        list(runner.iter_separate(probe, np.zeros((3000, 2), np.float32), chunk_seconds=0))
