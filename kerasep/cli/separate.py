@@ -347,7 +347,10 @@ def _run_onnx(args, files, path):
             for path in paths.values():
                 print(f"  wrote {path}", file=sys.stderr)
         except runner.RunnerError as exc:
-            print(f"kerasep separate: {_cli_words(exc)}", file=sys.stderr)
+            words = _cli_words(exc)
+            if args.backend == "auto" and "channel(s) (or mono), found" in words:
+                words += "; pass --downmix to mix more channels down"  # the Keras backend does
+            print(f"kerasep separate: {words}", file=sys.stderr)
             failures += 1
         except OSError as exc:
             print(f"kerasep separate: {inp}: {runner.os_error_message(exc, exc.filename or args.output)}",
