@@ -30,6 +30,23 @@ Spectral models (``"kind": "spectral"``) — STFT → magnitude → core → mas
 Waveform models (``"kind": "waveform"``, e.g. Demucs): the whole Keras model is converted by
 tf2onnx; it must not use RFFT/IRFFT ops (tf2onnx cannot convert an inverse STFT).
 
+Hybrid models (``"kind": "hybrid"``, HT-Demucs; :mod:`kerasep.export.onnx.hybrid`) — the network
+takes the waveform and its spectrogram and returns a spectral and a time estimate, summed after
+the inverse spectrogram:
+
+- ``n_fft``, ``hop_length`` (``n_fft / 4``): demucs' ``_spec``/``_ispec`` framing
+  (:class:`kerasep.layers.htdemucs_blocks.HTSpectrogram`: ``nb_frames = ceil(P / hop)``, reflect
+  padding, ``n_fft / 2`` bins, normalised by ``sqrt(n_fft)``);
+- ``pad_to``: inputs shorter than this many samples are zero-padded to it before the
+  spectrogram (the training segment; 0: no padding), outputs cropped back;
+- ``core``: a functional Keras model ``{"waveform": (batch, nb_channels, P), "spectrogram":
+  (batch, nb_channels, n_fft / 2, nb_frames, 2)}`` → ``{"spectrogram": (batch, S * nb_channels,
+  n_fft / 2, nb_frames, 2), "waveform": (batch, S * nb_channels, P)}``, the stems' channels
+  source-major in ``targets`` order (``S`` targets, ``P`` the padded length);
+- ``chunk_segment`` (samples), ``chunk_overlap`` (fraction), ``chunk_weighting``
+  (``"triangular"``): demucs' ``apply_model`` segments, written to the metadata for the runner
+  (:mod:`kerasep.export.runner.segments`).
+
 Every spec also carries ``family`` (the class name), ``targets``/``output_targets`` as above
 (``output_targets`` are the separator's ``stems``), ``sample_rate``, ``nb_channels`` and, for
 models whose chunked output is exact (``model.chunking.is_exact``), the chunking facts the

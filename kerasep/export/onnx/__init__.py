@@ -38,7 +38,8 @@ One concern a module:
   versions it was written for);
 - :mod:`~kerasep.export.onnx.rewrites`: sub-pixel ``ConvTranspose`` rewrite, float16 and int8;
 - :mod:`~kerasep.export.onnx.layouts`: the whole graph for each layout (spectral, patch stream,
-  waveform);
+  waveform); :mod:`~kerasep.export.onnx.hybrid`: the ``"hybrid"`` layout (HT-Demucs: demucs'
+  spectrogram pair in ONNX operators around a two-input, two-output core);
 - :mod:`~kerasep.export.onnx.save`: :func:`to_onnx`, :func:`save_onnx` and the smoke test;
   :func:`metadata` and :func:`weights_sha256` live in :mod:`kerasep.export.metadata` (shared
   with the SavedModel export).
