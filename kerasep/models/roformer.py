@@ -206,7 +206,9 @@ class _BandRoformer(Separator):
     def export_spec(self):
         """STFT and inverse STFT as signal processing around a core ``(batch, nb_channels,
         nb_frames, nb_bins, 2)`` mixture STFT → ``{stem: STFT}`` (:mod:`kerasep.export.spec`), at
-        any ``stft_hop_length`` (the released 441 samples with ``stft_n_fft`` 2048 included)."""
+        any ``stft_hop_length`` (the released 441 samples with ``stft_n_fft`` 2048 included). A
+        ``residual`` stem is the mixture's STFT minus the targets' (the inverse STFT is linear and
+        inverts the STFT: the waveform difference of :meth:`call`)."""
         inputs = keras.Input((self.nb_channels, None, self.nb_bins, 2), name="mix_stft")
         outputs = _SeparateSTFT(self, name="separate_stft")(inputs)
         return {
@@ -221,6 +223,7 @@ class _BandRoformer(Separator):
             "core": keras.Model(inputs, outputs, name=f"{type(self).__name__.lower()}_core"),
             "core_layout": "stft",
             "core_output": "stft",
+            "targets": self.stems,  # the residual too: the core returns its STFT
         }
 
     def get_config(self):
@@ -262,10 +265,14 @@ class _SeparateSTFT(keras.layers.Layer):
         if self.separator.stft_n_fft % 2 == 0:
             keep[-1, 1] = 0.0
         spec = spec * tf.constant(keep)
-        return {stem: spec[:, j] for j, stem in enumerate(self.separator.targets)}
+        stems = {stem: spec[:, j] for j, stem in enumerate(self.separator.targets)}
+        if self.separator.residual:
+            mix = tf.convert_to_tensor(mix_stft, tf.float32) * tf.constant(keep)
+            stems[self.separator.residual] = mix - tf.reduce_sum(spec, axis=1)
+        return stems
 
     def compute_output_shape(self, input_shape):
-        return {stem: tuple(input_shape) for stem in self.separator.targets}
+        return {stem: tuple(input_shape) for stem in self.separator.stems}
 
 
 @keras.saving.register_keras_serializable(package="kerasep")
