@@ -378,6 +378,56 @@ for _name, _config, _weights, _what in (
                                 "config": dict(_config, F=1536), "weights": _weights, "license": "MIT"}
 
 
+# Band-split RoFormers: Music-Source-Separation-Training (MSST) checkpoints, torch.save'd state
+# dicts read with PyTorch's restricted unpickler (kerasep.zoo.converters.roformer). Configs are
+# MSST's YAMLs (copied beside each card, sha256 in the card) through config_from_yaml; the
+# checkpoints' sha256 are third-party pins (no upstream publishes one; sources in the cards).
+_MSST_ROFORMER = dict(nb_channels=2, sample_rate=44100, time_transformer_depth=1, freq_transformer_depth=1,
+                      dim_head=64, heads=8, flash_attn=True, dim_freqs_in=1025,
+                      stft_n_fft=2048, stft_hop_length=441, stft_win_length=2048, stft_normalized=False,
+                      mask_estimator_depth=2, multi_stft_resolution_loss_weight=1.0,
+                      multi_stft_resolutions_window_sizes=[4096, 2048, 1024, 512, 256], multi_stft_hop_size=147,
+                      multi_stft_normalized=False, targets=["vocals"], residual="other", chunk_size=352800,
+                      num_overlap=2)
+
+WEIGHT_SOURCES["bs-roformer-viperx-1297"] = {
+    "format": "msst-roformer-ckpt",
+    "description": "BS-RoFormer vocals by viperx, model_bs_roformer_ep_317_sdr_12.9755 (UVR's public model repository)",
+    "license": "unknown",
+    "files": {"model_bs_roformer_ep_317_sdr_12.9755.ckpt":
+              "5b84f37e8d444c8cb30c79d77f613a41c05868ff9c9ac6c7049c00aefae115aa"},
+    "url": "https://github.com/TRvlvr/model_repo/releases/download/all_public_uvr_models/"
+           "model_bs_roformer_ep_317_sdr_12.9755.ckpt",
+    "size": 639331213,
+}
+WEIGHT_SOURCES["mel-band-roformer-kim"] = {
+    "format": "msst-roformer-ckpt",
+    "description": "Mel-Band RoFormer vocals by Kimberley Jensen (MelBandRoformer.ckpt, Hugging Face "
+                   "KimberleyJSN/melbandroformer)",
+    "license": "unknown",
+    "files": {"MelBandRoformer.ckpt": "87201f4d31afb5bc79993230fc49446918425574db48c01c405e44f365c7559e"},
+    "url": "https://huggingface.co/KimberleyJSN/melbandroformer/resolve/ac9b0614ab3cd7f77219e18ba494dfd93956c348/"
+           "MelBandRoformer.ckpt",
+    "size": 913106900,
+}
+MODELS["bs-roformer-viperx-1297"] = {
+    "family": "bs_roformer",
+    "description": "BS-RoFormer (band-split RoPE Transformer), vocals + other (mixture minus vocals), viperx's "
+                   "model_bs_roformer_ep_317_sdr_12.9755 (python-audio-separator's default)",
+    "config": dict(_MSST_ROFORMER, dim=512, depth=12, attn_dropout=0.1, ff_dropout=0.1, linear_transformer_depth=0,
+                   freqs_per_bands=[2] * 24 + [4] * 12 + [12] * 8 + [24] * 8 + [48] * 8 + [128, 129]),
+    "weights": "bs-roformer-viperx-1297",
+    "license": "unknown",
+}
+MODELS["mel-band-roformer-kim"] = {
+    "family": "mel_band_roformer",
+    "description": "Mel-Band RoFormer, vocals + other (mixture minus vocals), Kimberley Jensen's vocal model",
+    "config": dict(_MSST_ROFORMER, dim=384, depth=6, attn_dropout=0, ff_dropout=0, num_bands=60),
+    "weights": "mel-band-roformer-kim",
+    "license": "unknown",
+}
+
+
 def available():
     """Names of the zoo's models, sorted."""
     return sorted(MODELS)
@@ -400,10 +450,12 @@ def get(name):
 def stems(name):
     """The stems the zoo model ``name`` returns (its separator's ``stems``), read from its
     config without building it: ``output_targets``, else the targets (plus ``"residual"`` for
-    an Open-Unmix with ``residual``)."""
+    an Open-Unmix with ``residual``, the named residual of a band-split RoFormer)."""
     config = get(name)["config"]
-    return list(config.get("output_targets") or
-                list(config["targets"]) + (["residual"] if config.get("residual") else []))
+    residual = config.get("residual")
+    if residual:
+        residual = [residual] if isinstance(residual, str) else ["residual"]
+    return list(config.get("output_targets") or list(config["targets"]) + (residual or []))
 
 
 def weight_source(key):
