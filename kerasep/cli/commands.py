@@ -21,8 +21,26 @@ def cmd_export(args):
     except (ValueError, FileExistsError, FileNotFoundError, RuntimeError) as exc:
         print(f"kerasep export: {_cli_words(exc)}", file=sys.stderr)
         return 1
-    print(f"wrote {path} ({fmt}, {precision}) in {time.monotonic() - start:.0f} s", file=sys.stderr)
+    took = time.monotonic() - start
+    print(f"wrote {path} ({fmt}, {precision}) in {took:.0f} s{_export_size_and_peak(path)}", file=sys.stderr)
     return 0
+
+
+def _export_size_and_peak(path):
+    """``", 83 MB, peak RSS 2.1 GB"``: the written file's size (a SavedModel folder's total)
+    and this process's peak resident memory (``VmHWM``; left out where /proc has none)."""
+    from pathlib import Path
+
+    path = Path(path)
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    words = f", {sum(p.stat().st_size for p in files) / 1e6:.0f} MB"
+    try:
+        with open("/proc/self/status") as status:
+            peak = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+        words += f", peak RSS {peak / 1e9:.1f} GB"
+    except (OSError, StopIteration, ValueError):
+        pass
+    return words
 
 
 def cmd_list(args):
