@@ -74,17 +74,19 @@ def apply(sources, seed, augmentations=("gain", "channelswap")):
     return sources
 
 
-def draw(seed, nb_sources, augmentations=("gain", "channelswap")):
+def draw(seed, nb_sources, augmentations=("gain", "channelswap"), gain_range=(0.25, 1.25)):
     """The random draws of :func:`apply` for ``nb_sources`` sources, without the audio.
+    ``gain_range``: ``(low, high)`` of the uniform gains (:func:`random_gain`'s ``low``, ``high``).
 
     Returns ``(scale, swap)``: float32 ``(nb_sources,)`` factors (gain times sign) and bool
     ``(nb_sources,)`` channel-swap flags."""
+    low, high = (float(g) for g in gain_range)
     scale = tf.ones([nb_sources], tf.float32)
     swap = tf.zeros([nb_sources], tf.bool)
     for k, name in enumerate(augmentations):
         s = _fold(seed, 100 + k)
         if name == "gain":
-            scale = scale * tf.random.stateless_uniform([nb_sources], seed=s, minval=0.25, maxval=1.25)
+            scale = scale * tf.random.stateless_uniform([nb_sources], seed=s, minval=low, maxval=high)
         elif name == "channelswap":
             swap = tf.math.logical_xor(swap, tf.random.stateless_uniform([nb_sources], seed=s) < 0.5)
         elif name == "signflip":

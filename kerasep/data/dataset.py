@@ -180,6 +180,7 @@ def training_dataset(
     cache_dir=None,
     short_tracks: str = "error",
     featurize=None,
+    gain_range: Sequence[float] = (0.25, 1.25),
 ):
     """The endless training stream (see the module docstring).
 
@@ -190,7 +191,7 @@ def training_dataset(
         seq_duration: chunk length in seconds.
         samples_per_track: chunks per track and epoch.
         batch_size: chunks per batch.
-        augmentations: among ``"gain"`` (0.25–1.25), ``"channelswap"``, ``"signflip"``.
+        augmentations: among ``"gain"`` (uniform in ``gain_range``), ``"channelswap"``, ``"signflip"``.
         max_shift: random time shift in seconds: each source is cut at its own offset in
             ``[0, max_shift]`` (0 disables).
         random_track_mix: each source comes from an independently drawn track (and position).
@@ -201,11 +202,16 @@ def training_dataset(
         featurize: optional function applied to each batch ``(mix, ys) -> (x, y)`` in
             ``tf.data`` (e.g. ``kerasep.train.Adapter(...).featurize``). ``kerasep.train``
             computes features in the train step instead, which keeps this pipeline light.
+        gain_range: ``(low, high)``, ``0 <= low < high``: the ``"gain"`` factors (Open-Unmix and
+            demucs 0.25–1.25, MSST's loudness 0.5–1.5).
 
     Returns:
         ``tf.data.Dataset`` of batches ``(mix (batch, nb_channels, nb_timesteps), {target: ...})``.
     """
     augmentations = _augment.check(augmentations)
+    gain_range = tuple(float(g) for g in gain_range)
+    if len(gain_range) != 2 or not 0 <= gain_range[0] < gain_range[1]:
+        raise DatasetError(f"gain_range must be (low, high) with 0 <= low < high. Received: {gain_range}")
     if seq_duration is None or seq_duration <= 0:
         raise DatasetError(f"seq_duration must be > 0 seconds for training. Received: {seq_duration}")
     if samples_per_track < 1 or batch_size < 1:
@@ -243,7 +249,7 @@ def training_dataset(
         starts = tf.minimum(tf.broadcast_to(starts, [nb_sources]), room - 1)
         if shift:  # each source cut at its own offset in [0, shift] within the chunk
             starts += tf.cast(_augment.shift_offsets(_augment._fold(s, 3), nb_sources, shift), tf.int64)
-        scale, swap = _augment.draw(_augment._fold(s, 4), nb_sources, augmentations)
+        scale, swap = _augment.draw(_augment._fold(s, 4), nb_sources, augmentations, gain_range)
         return ids, starts, scale, swap
 
     def read(ids, starts, scales, swaps):

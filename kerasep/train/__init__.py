@@ -15,12 +15,14 @@ Config (every key optional except ``model``; see ``zoo/unet-2stems/train_config.
         "train": {"subset": "train", "split": "train"},    # musdb subset/split, folder subset
         "valid": {"subset": "train", "split": "valid"},
         "seq_duration": 6.0, "samples_per_track": 64, "batch_size": 16,
-        "augmentations": ["gain", "channelswap"], "max_shift": 0.0, "random_track_mix": true,
+        "augmentations": ["gain", "channelswap"], "gain_range": [0.25, 1.25],
+        "max_shift": 0.0, "random_track_mix": true,
         "valid_seq_duration": null,                        # null: whole tracks
         "cache_dir": null, "short_tracks": "error"
       },
       "training": {
         "epochs": 100, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "clipnorm": null,
+        "ema_momentum": null,                              # e.g. 0.9999: validate/keep the weights' EMA
         "domain": "spectrogram" | "waveform",             # what model.fit trains (below)
         "loss": "spectrogram_l1", "loss_args": {},
         "patience": 20, "lr_decay_patience": 10, "lr_decay_gamma": 0.3,
@@ -97,12 +99,13 @@ from kerasep.train.features import (
     input_statistics,
     is_pretrained,
 )
-from kerasep.train.recipe import recipe_config, recipe_parser
+from kerasep.train.recipe import add_batch_flags, per_device_config, recipe_config, recipe_parser, run_recipe
 
 __all__ = [
     "DEFAULT_DATA",
     "DEFAULT_TRAINING",
     "Adapter",
+    "add_batch_flags",
     "ConfigError",
     "FeaturizingModel",
     "batchnorm_layers",
@@ -117,10 +120,12 @@ __all__ = [
     "make_strategy",
     "merged_history",
     "model_spec",
+    "per_device_config",
     "previous_best",
     "recipe_config",
     "recipe_parser",
     "resume_epoch",
+    "run_recipe",
     "seed_everything",
     "set_precision",
     "train",

@@ -148,6 +148,11 @@ def make_callbacks(output_dir, training, monitor="val_loss", tensorboard=True, p
     """BackupAndRestore, ModelCheckpoint (best weights), CSVLogger, EarlyStopping,
     ReduceLROnPlateau, TensorBoard and a one-line-per-epoch progress printer.
 
+    With ``training["ema_momentum"]`` (the optimizer keeps an exponential moving average of the
+    weights, ``use_ema``): ``SwapEMAWeights(swap_on_epoch=True)`` between the backup and the
+    checkpoint, so the validation loss, the best checkpoint and hence ``model.keras`` are those of
+    the averaged weights (demucs' EMA), while the backup holds the raw weights and the average.
+
     ``worker_dir``: a non-chief worker's own folder (TensorFlow's multi-worker rule: only the
     chief writes the run folder): the CSV history, the backup and the best checkpoint are
     written there instead of ``output_dir``."""
@@ -163,6 +168,12 @@ def make_callbacks(output_dir, training, monitor="val_loss", tensorboard=True, p
         # CSVLogger before the backup: an epoch's row is on disk before the backup marks the epoch done
         keras.callbacks.CSVLogger(str(own / "history.csv"), append=start_epoch > 0),
         keras.callbacks.BackupAndRestore(str(own / "backup"), delete_checkpoint=False),
+    ]
+    if training.get("ema_momentum") is not None:
+        # after the backup (it keeps the raw weights, the average is optimizer state: resuming is
+        # exact), before the checkpoint: validation and the best checkpoint use the average
+        cbs.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+    cbs += [
         keras.callbacks.ModelCheckpoint(
             str(own / "checkpoints" / "best.weights.h5"),
             monitor=monitor,

@@ -17,6 +17,7 @@ DEFAULT_DATA = {
     "samples_per_track": 64,
     "batch_size": 16,
     "augmentations": ["gain", "channelswap"],
+    "gain_range": [0.25, 1.25],
     "max_shift": 0.0,
     "random_track_mix": False,
     "valid_seq_duration": None,
@@ -31,6 +32,7 @@ DEFAULT_TRAINING = {
     "lr": 1e-3,
     "weight_decay": 0.0,
     "clipnorm": None,
+    "ema_momentum": None,
     "domain": "spectrogram",
     "loss": None,
     "loss_args": {},
@@ -171,6 +173,9 @@ def load_config(path_or_dict):
     from kerasep.train import schema
 
     problems = schema.errors("data", cfg["data"]) + schema.errors("training", cfg["training"])
+    low_high = cfg["data"]["gain_range"]
+    if not problems and not low_high[0] < low_high[1]:
+        problems.append(f"data.gain_range: {low_high} needs low < high")
     if problems:
         raise ConfigError("invalid training config: " + "; ".join(problems))
     return cfg

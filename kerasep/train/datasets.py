@@ -52,6 +52,7 @@ def make_datasets(cfg, root, adapter, start_epoch=0, seed=None):
         start_epoch=start_epoch,
         cache_dir=d["cache_dir"],
         short_tracks=d["short_tracks"],
+        gain_range=d["gain_range"],
         featurize=None,  # adapter.fit_model computes the features in its train step
     )
     valid = data.validation_dataset(

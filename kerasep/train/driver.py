@@ -96,6 +96,8 @@ def train(
             opt_kwargs = {"learning_rate": float(t["lr"])}
             if t["clipnorm"]:
                 opt_kwargs["clipnorm"] = float(t["clipnorm"])
+            if t["ema_momentum"] is not None:  # the moving average validates and is kept (make_callbacks)
+                opt_kwargs.update(use_ema=True, ema_momentum=float(t["ema_momentum"]))
             if t["optimizer"] == "adam":
                 opt = keras.optimizers.Adam(**opt_kwargs)
             elif t["optimizer"] == "adamw":
