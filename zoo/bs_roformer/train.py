@@ -14,7 +14,8 @@ trains RoFormers with: waveform L1 plus the L1 of the complex STFTs at windows 4
 with a random loudness factor in [0.5, 1.5] (MSST's ``loudness`` augmentation, kerasep's
 ``"gain"`` with ``gain_range``); batches of 10; Adam at 5e-5, no gradient clipping; the learning
 rate times 0.95 after 2 epochs without a better validation loss (MSST's ``patience`` and
-``reduce_factor``); mixed precision on a GPU (``use_amp``); 1000 epochs of about 1000 steps.
+``reduce_factor``); 1000 epochs of about 1000 steps. In float32: MSST trains with AMP, but
+kerasep's BSRoformer does not run under a ``mixed_float16`` policy yet.
 The mixture is the sum of the four stems; the loss compares the vocals.
 
 ``batch_size`` is the global batch here (MSST's, split over its GPUs by DataParallel), as in

@@ -15,7 +15,9 @@ each source's track at random instead of permuting within groups of 4 batch item
 average of the weights updated every step (``ema_momentum`` 0.9999, demucs' ``ema.batch``),
 which is what validation measures and what is kept; 360 epochs of 800 batches of 32 chunks.
 Not reproduced: the repitch/tempo augmentation (probability 0.2; soundstretch), the extra 800
-songs the released weights were also trained on, and demucs' choice among several EMAs.
+songs the released weights were also trained on, and demucs' choice among several EMAs. The run
+is in float32 (``mixed_precision`` false): kerasep's HTDemucs does not run under a
+``mixed_float16`` policy yet.
 
 Batch size: demucs 4 used 32 chunks per step over 8 GPUs, i.e. 4 per GPU. The config's
 ``batch_size`` (4) is read here as the *per-device* batch and multiplied by the number of
