@@ -7,6 +7,9 @@ the file's for a ``.keras``/``.th`` file, the variables' for a model in memory);
 ``<model>-<key>.json`` holds that and the file's own sha256, checked before each use. A fresh
 export is compared with the Keras model on a probe (:func:`kerasep.export.capability.verify_export`)
 before it is cached.
+
+:func:`onnx_engine` picks the engine of a separation (``backend="auto"|"keras"|"onnx"``) and
+:func:`separate_session` runs an array through a cached export.
 """
 import hashlib
 import json
