@@ -1,6 +1,7 @@
 """The Keras (TF) inference path: one trace per model whatever the song's length, the last
 block fed at the fixed block shape, XLA as an option with the same output."""
 import numpy as np
+import pytest
 
 from kerasep import inference
 from testing import tiny_unet
@@ -42,6 +43,7 @@ def test_one_trace_per_model_across_lengths(real_mixture):
     assert inference.TRACES["call"] - before == 1
 
 
+@pytest.mark.slow
 def test_jit_compile_gives_the_same_stems(real_mixture):
     model = tiny_unet()
     mix = _song(real_mixture, 2.0)
