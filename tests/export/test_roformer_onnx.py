@@ -69,3 +69,28 @@ def test_roformer_exports_at_released_stft(real_mixture, tmp_path, family):
     sm_rel = _rel(out, reference)
     assert sm_rel <= 1e-4, sm_rel
     print(f"{family}: onnx {onnx_rel:.2e}, saved_model {sm_rel:.2e} max relative difference")
+
+
+def test_large_core_conversion(real_mixture, tmp_path, monkeypatch):
+    """The conversion large cores get (tf2onnx ``large_model``, weights inlined back into the one
+    file, :data:`kerasep.export.onnx.bridge.LARGE_CORE_BYTES`), forced on a tiny RoFormer: a single
+    self-contained file equal to the Keras model."""
+    import onnx
+
+    from kerasep import export
+    from kerasep.export import runner
+    from kerasep.export.onnx import bridge
+
+    calls = []
+    inline = bridge._inline_external_tensors
+    monkeypatch.setattr(bridge, "LARGE_CORE_BYTES", 0)
+    monkeypatch.setattr(bridge, "_inline_external_tensors", lambda *a: calls.append(1) or inline(*a))
+    model = _model("bs")
+    x = np.ascontiguousarray(real_mixture[: 22050 + 37].T[None])
+    reference = {k: np.asarray(v) for k, v in model(x, training=False).items()}
+    path = export.export(model, tmp_path / "large.onnx")
+    assert calls, "the large-model conversion was not taken"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["large.onnx"]  # no external data files
+    proto = onnx.load(str(path), load_external_data=False)
+    assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
+    assert _rel(runner.OnnxSeparator(path)(x), reference) <= 1e-4
