@@ -40,11 +40,13 @@ def onnx_runtime_problem(export=True):
     return None
 
 
-def _runner_chunking_problem(model):
+def _runner_chunking_problem(model, spec):
     """None when :mod:`kerasep.export.runner` cuts a song as :func:`kerasep.inference.separate_array`
-    does for ``model``: exact chunk grids (the U-Nets), or cross-fades of the runner's chunk and
-    context lengths with borders on any sample. Segments (Demucs) and cross-fades aligned to Wiener
-    windows (Open-Unmix) are cut otherwise by the runner, so they stay on the Keras path."""
+    does for ``model``: exact chunk grids (the U-Nets), demucs' triangular segments when the export
+    declares them (``spec["chunk_weighting"]``: HT-Demucs), or cross-fades of the runner's chunk
+    and context lengths with borders on any sample. Other policies (Demucs v2's linear segments,
+    Open-Unmix's cross-fades on Wiener windows, the RoFormers' faded segments) are cut otherwise by
+    the runner, so they stay on the Keras path."""
     from kerasep.export.runner import DEFAULT_CONTEXT_SECONDS, DEFAULT_CROSSFADE_CHUNK_SECONDS
     from kerasep.models.bag import SeparatorBag
 
@@ -53,12 +55,15 @@ def _runner_chunking_problem(model):
     policy = model.chunking
     if policy.is_exact:
         return None
+    if policy.kind == "segment" and policy.weighting == "triangular" and spec.get("chunk_weighting") == "triangular":
+        return None
     if (policy.kind == "crossfade" and policy.context_seconds == DEFAULT_CONTEXT_SECONDS
             and policy.chunk_seconds(None) == DEFAULT_CROSSFADE_CHUNK_SECONDS and int(policy.alignment) == 1):
         return None
-    return (f"the ONNX runner would cut it otherwise than its chunk policy ({policy.kind!r}, alignment "
-            f"{policy.alignment}) does: the runner has exact grids, or {DEFAULT_CROSSFADE_CHUNK_SECONDS:g} s "
-            f"cross-faded chunks with {DEFAULT_CONTEXT_SECONDS:g} s context on any sample")
+    return (f"the ONNX runner would cut it otherwise than its chunk policy ({policy.kind!r}, {policy.weighting!r}, "
+            f"alignment {policy.alignment}) does: the runner has exact grids, demucs' triangular segments, "
+            f"or {DEFAULT_CROSSFADE_CHUNK_SECONDS:g} s cross-faded chunks with {DEFAULT_CONTEXT_SECONDS:g} s "
+            "context on any sample")
 
 
 def _spectral_problem(spec):
@@ -98,15 +103,17 @@ def onnx_problem(model, runtime=True):
         problem = onnx_runtime_problem()
         if problem:
             return problem
-    problem = _runner_chunking_problem(model)
-    if problem:
-        return problem
     try:
         spec = export_spec(model)
     except NotImplementedError as exc:
         return f"{type(model).__name__} has no ONNX export: {exc}"
+    problem = _runner_chunking_problem(model, spec)
+    if problem:
+        return problem
     if spec["kind"] == "spectral":
         return _spectral_problem(spec)
+    if spec["kind"] != "waveform":  # e.g. "hybrid": the exporter writes the STFTs in ONNX itself
+        return None
     found = sorted(_graph_ops(model) & UNCONVERTIBLE_OPS)
     if found:
         return f"{type(model).__name__}'s graph uses {', '.join(found)}, which tf2onnx cannot convert"
