@@ -62,6 +62,18 @@ def time_shift(sources, seed, length):
     return tf.gather(sources, idx, axis=1, batch_dims=1)
 
 
+def remix_indices(seed, batch_size, nb_sources, group_size):
+    """Demucs' ``Remix``: for each source, a random permutation of the batch items within each
+    group of ``group_size`` consecutive items (``batch_size % group_size == 0``), so a group's
+    sources are shuffled into new mixtures. Returns int32 ``(batch_size, nb_sources)``: source
+    ``s`` of item ``b`` is taken from item ``indices[b, s]``."""
+    groups = batch_size // group_size
+    u = tf.random.stateless_uniform([groups, group_size, nb_sources], seed=seed)
+    within = tf.argsort(u, axis=1)  # (groups, group_size, nb_sources): a permutation per group and source
+    base = tf.range(groups)[:, None, None] * group_size
+    return tf.reshape(within + base, [batch_size, nb_sources])
+
+
 _FUNCS = {"gain": random_gain, "channelswap": channel_swap, "signflip": sign_flip}
 
 

@@ -181,6 +181,7 @@ def training_dataset(
     short_tracks: str = "error",
     featurize=None,
     gain_range: Sequence[float] = (0.25, 1.25),
+    remix_group_size: Optional[int] = None,
 ):
     """The endless training stream (see the module docstring).
 
@@ -204,6 +205,10 @@ def training_dataset(
             computes features in the train step instead, which keeps this pipeline light.
         gain_range: ``(low, high)``, ``0 <= low < high``: the ``"gain"`` factors (Open-Unmix and
             demucs 0.25–1.25, MSST's loudness 0.5–1.5).
+        remix_group_size: demucs' ``Remix``: each batch is cut into groups of this many
+            consecutive chunks and every source is permuted at random among the chunks of its
+            group (new mixtures of the group's sources; :func:`~kerasep.data.augment.remix_indices`).
+            Must divide ``batch_size``; None (default) or 1: off.
 
     Returns:
         ``tf.data.Dataset`` of batches ``(mix (batch, nb_channels, nb_timesteps), {target: ...})``.
@@ -212,6 +217,9 @@ def training_dataset(
     gain_range = tuple(float(g) for g in gain_range)
     if len(gain_range) != 2 or not 0 <= gain_range[0] < gain_range[1]:
         raise DatasetError(f"gain_range must be (low, high) with 0 <= low < high. Received: {gain_range}")
+    if remix_group_size is not None and (int(remix_group_size) < 1 or batch_size % int(remix_group_size)):
+        raise DatasetError(f"remix_group_size must divide batch_size. Received: remix_group_size={remix_group_size}, "
+                           f"batch_size={batch_size}")
     if seq_duration is None or seq_duration <= 0:
         raise DatasetError(f"seq_duration must be > 0 seconds for training. Received: {seq_duration}")
     if samples_per_track < 1 or batch_size < 1:
@@ -267,6 +275,18 @@ def training_dataset(
     ds = tf.data.Dataset.counter(start=first, dtype=tf.int64)
     ds = ds.map(draw, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=True)
+    if remix_group_size and int(remix_group_size) > 1:
+        group = int(remix_group_size)
+
+        def remix(b, ids, starts, scales, swaps):
+            """Source s of item i taken from item idx[i, s] of its group (every draw of that source)."""
+            idx = _augment.remix_indices(tf.stack([tf.constant(seed, tf.int64), -1 - b]), batch_size, nb_sources, group)
+            take = lambda x: tf.transpose(tf.gather(tf.transpose(x), tf.transpose(idx), batch_dims=1))  # noqa: E731
+            return take(ids), take(starts), take(scales), take(swaps)
+
+        batches = tf.data.Dataset.counter(start=first // batch_size, dtype=tf.int64)
+        ds = tf.data.Dataset.zip((batches, ds)).map(lambda b, d: remix(b, *d), num_parallel_calls=tf.data.AUTOTUNE,
+                                                     deterministic=True)
     ds = ds.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if featurize is not None:
         ds = ds.map(featurize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

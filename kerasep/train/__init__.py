@@ -17,6 +17,7 @@ Config (every key optional except ``model``; see ``zoo/unet-2stems/train_config.
         "seq_duration": 6.0, "samples_per_track": 64, "batch_size": 16,
         "augmentations": ["gain", "channelswap"], "gain_range": [0.25, 1.25],
         "max_shift": 0.0, "random_track_mix": true,
+        "remix_group_size": null,                          # demucs' Remix: sources permuted in groups
         "valid_seq_duration": null,                        # null: whole tracks
         "cache_dir": null, "short_tracks": "error"
       },

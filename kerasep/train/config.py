@@ -20,6 +20,7 @@ DEFAULT_DATA = {
     "gain_range": [0.25, 1.25],
     "max_shift": 0.0,
     "random_track_mix": False,
+    "remix_group_size": None,
     "valid_seq_duration": None,
     "valid_batch_size": 1,
     "cache_dir": None,
@@ -176,6 +177,9 @@ def load_config(path_or_dict):
     low_high = cfg["data"]["gain_range"]
     if not problems and not low_high[0] < low_high[1]:
         problems.append(f"data.gain_range: {low_high} needs low < high")
+    group, batch = cfg["data"]["remix_group_size"], cfg["data"]["batch_size"]
+    if not problems and group is not None and batch % group:
+        problems.append(f"data.remix_group_size: {group} does not divide data.batch_size {batch}")
     if problems:
         raise ConfigError("invalid training config: " + "; ".join(problems))
     return cfg

@@ -53,6 +53,7 @@ def make_datasets(cfg, root, adapter, start_epoch=0, seed=None):
         cache_dir=d["cache_dir"],
         short_tracks=d["short_tracks"],
         gain_range=d["gain_range"],
+        remix_group_size=d["remix_group_size"],
         featurize=None,  # adapter.fit_model computes the features in its train step
     )
     valid = data.validation_dataset(

@@ -46,6 +46,7 @@ DATA = {
         "gain_range": {"type": "array", "items": _NONNEG_NUM, "minItems": 2, "maxItems": 2},
         "max_shift": _NONNEG_NUM,
         "random_track_mix": {"type": "boolean"},
+        "remix_group_size": {"anyOf": [{"type": "null"}, _POS_INT]},
         "valid_seq_duration": {"anyOf": [{"type": "null"}, _POS_NUM]},
         "valid_batch_size": _POS_INT,
         "cache_dir": {"type": ["string", "null"]},

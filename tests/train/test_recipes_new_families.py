@@ -81,7 +81,8 @@ def test_htdemucs_config_builds_the_released_architecture_and_names_demucs_setti
         "waveform", "waveform_l1", "adam", 3e-4, 0.0, None)
     assert t["ema_momentum"] == 0.9999 and t["epochs"] == 360
     assert t["mixed_precision"] is False  # HTDemucs does not run under mixed_float16 yet
-    assert sorted(d["augmentations"]) == ["channelswap", "gain", "signflip"] and d["random_track_mix"]
+    assert sorted(d["augmentations"]) == ["channelswap", "gain", "signflip"] and d["gain_range"] == [0.25, 1.25]
+    assert (d["remix_group_size"], d["random_track_mix"]) == (4, False)  # demucs' Remix(group_size=4)
     assert (d["max_shift"], d["is_wav"]) == (1.0, True)
     # 800 steps of 32 chunks on 8 devices over the 86 tracks of MUSDB18's train split
     mod = recipe("htdemucs")

@@ -54,6 +54,8 @@ ARGS = {
     "WaveformL1": dict(name="w", reduction="sum"),
     "SISDRLoss": dict(eps=1e-6, name="s"),
     "MultiResolutionSTFT": dict(fft_sizes=(256, 512), hop_sizes=(64, 128), eps=1e-5, name="r"),
+    "WaveformMultiSTFTL1": dict(window_sizes=(512, 256), hop_length=100, min_n_fft=1024, stft_weight=0.5,
+                                normalized=True, name="b", reduction="sum"),
     "SDR": dict(eps=1e-6, name="sdr_x", dtype="float32"),
     "SISDR": dict(eps=1e-6, name="si_sdr_x", dtype="float32"),
 }

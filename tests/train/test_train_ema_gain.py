@@ -91,3 +91,39 @@ def test_gain_range_sets_the_gain_factors():
     assert 0.25 <= default.min() < 0.3 and 1.2 < default.max() < 1.25
     # the same uniform draws, rescaled: u in [0, 1) -> low + u (high - low)
     np.testing.assert_allclose((scales - 0.5), (default - 0.25), rtol=1e-5, atol=1e-6)
+
+
+def test_remix_indices_permute_each_source_within_its_group():
+    from kerasep.data import augment
+
+    idx = augment.remix_indices(tf.constant([3, 9], tf.int64), 12, 4, 4).numpy()
+    assert idx.shape == (12, 4)
+    for g in range(3):
+        for s in range(4):
+            assert sorted(idx[4 * g : 4 * g + 4, s]) == list(range(4 * g, 4 * g + 4))
+    assert len({tuple(idx[:, s]) for s in range(4)}) > 1  # the sources are shuffled independently
+
+
+def test_remix_group_size_reshuffles_sources_within_batch_groups(musdb_hq_root):
+    from kerasep import data
+
+    tracks = data.musdb_tracks(musdb_hq_root, subset="test", split=None, is_wav=True)
+    targets = {s: [s] for s in ("drums", "bass", "other", "vocals")}
+
+    def first_batch(**kw):
+        ds = data.training_dataset(tracks, targets, seq_duration=0.5, samples_per_track=8, batch_size=8,
+                                   augmentations=["gain", "signflip"], seed=5, **kw)
+        mix, ys = next(iter(ds))
+        return mix.numpy(), {k: v.numpy() for k, v in ys.items()}
+
+    mix0, ys0 = first_batch()
+    mix1, ys1 = first_batch(remix_group_size=4)
+    for name in targets:
+        for g in (slice(0, 4), slice(4, 8)):  # the same chunks of each source, in another order
+            np.testing.assert_allclose(ys1[name][g].sum(0), ys0[name][g].sum(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(mix1, sum(ys1.values()), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(mix1, mix0)  # new mixtures
+    with pytest.raises(data.DatasetError, match="remix_group_size must divide batch_size"):
+        data.training_dataset(tracks, targets, seq_duration=0.5, batch_size=6, remix_group_size=4)
+    with pytest.raises(train.ConfigError, match=r"data\.remix_group_size: 3 does not divide data\.batch_size 16"):
+        train.load_config({"model": "unet-2stems", "data": {"remix_group_size": 3}})

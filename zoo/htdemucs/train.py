@@ -9,8 +9,8 @@
 (``segment`` of the released model: 10 s examples, trimmed to 0.88 by the tempo augmentation and
 by the 1 s shift) with each source cut at its own random 0-1 s offset (``Shift(shift=1 s,
 same=False)``); per source a random scale in [0.25, 1.25) (``Scale``), sign flip (``FlipSign``)
-and left/right flip (``FlipChannels``); sources of independent tracks (``Remix``; kerasep draws
-each source's track at random instead of permuting within groups of 4 batch items); Adam at
+and left/right flip (``FlipChannels``); every source permuted among the chunks of its group of
+4 consecutive batch items (``Remix(group_size=4)``, ``data.remix_group_size``); Adam at
 3e-4 (betas 0.9/0.999, no weight decay, no gradient clipping), constant; an exponential moving
 average of the weights updated every step (``ema_momentum`` 0.9999, demucs' ``ema.batch``),
 which is what validation measures and what is kept; 360 epochs of 800 batches of 32 chunks.
@@ -31,7 +31,7 @@ whole tracks with the same segment and 25 % overlap). The separator with the bes
 weights is saved as ``model.keras`` (``kerasep.zoo.load(path)``, ``kerasep separate -m path``).
 
 ``--small`` swaps in a tiny HT-Demucs (8 channels, depth 2, 256-point STFT, one cross-transformer
-layer, 1 s segment), 1 s chunks (+ 0.2 s shift) in batches of 2, 2 s validation chunks and an EMA
+layer, 1 s segment), 1 s chunks (+ 0.2 s shift) in batches of 2 (remixed in pairs), 2 s validation chunks and an EMA
 of momentum 0.5 for a CPU smoke run, e.g. on the single track of the test fixtures with
 ``--subset test --no-split``.
 """
@@ -57,7 +57,7 @@ SMALL = {
     },
 }
 SMALL_DATA = {"seq_duration": 1.0, "max_shift": 0.2, "samples_per_track": 4, "batch_size": 2,
-              "valid_seq_duration": 2.0}
+              "remix_group_size": 2, "valid_seq_duration": 2.0}
 SMALL_TRAINING = {"ema_momentum": 0.5}
 
 
