@@ -164,6 +164,18 @@ def iter_faded(call, mix, segment, num_overlap, progress=None):
             base = final
 
 
+def _faded_params(model, chunk_seconds=None):
+    """``(segment, num_overlap)`` of a model declaring ``chunk_weighting`` ``"faded"``: its
+    ``chunk_segment`` (or ``chunk_seconds``) and ``num_overlap = round(1 / (1 - chunk_overlap))``
+    (the export writes ``chunk_overlap = 1 - 1 / num_overlap``)."""
+    segment = segments.segment_length(model, chunk_seconds)
+    overlap = float(model.chunk_overlap)
+    if not 0 <= overlap < 1:
+        raise RunnerError(f"{model.path}: kerasep.chunk_overlap must be in [0, 1) for faded segments. "
+                          f"Received: {overlap}")
+    return segment, max(1, int(round(1.0 / (1.0 - overlap))))
+
+
 def _plan(model, n, chunk_seconds=None):
     """``(exact, context, plan)`` of :func:`iter_separate` for ``n`` timesteps."""
     exact = model.chunk_context is not None
@@ -186,6 +198,9 @@ def feed_shapes(model, n, chunk_seconds=None):
     input of ``n`` timesteps."""
     if getattr(model, "chunk_weighting", None) == "triangular":
         return segments.segment_feed_shapes(model, n, chunk_seconds)
+    if getattr(model, "chunk_weighting", None) == "faded":
+        segment, num_overlap = _faded_params(model, chunk_seconds)
+        return [(1, model.nb_channels, n if n <= segment // num_overlap else segment)]
     return sorted({(1, model.nb_channels, e - s) for _, _, s, e in _plan(model, n, chunk_seconds)[2]})
 
 
@@ -193,9 +208,19 @@ def iter_separate(model, mix, chunk_seconds=None, progress=False):
     """Separate ``mix`` ``(nb_timesteps, nb_channels)`` float32 at the model's rate chunk by
     chunk. Yields ``(start, {target: (n, nb_channels)})`` blocks in order that tile the input
     exactly (constant memory in the input length). A model declaring demucs' triangular segments
-    (``chunk_weighting``) is cut as :func:`.segments.iter_triangular` says."""
+    (``chunk_weighting``) is cut as :func:`.segments.iter_triangular` says, one declaring MSST's
+    faded segments (``"faded"``: the band-split RoFormers) as :func:`iter_faded` does."""
     n = mix.shape[0]
     rate = model.sample_rate
+    if getattr(model, "chunk_weighting", None) == "faded":
+        segment, num_overlap = _faded_params(model, chunk_seconds)
+        bar = _progress(n / rate) if progress else None
+        try:
+            yield from iter_faded(model, mix, segment, num_overlap, None if bar is None else (bar, rate))
+        finally:
+            if bar is not None:
+                bar.close()
+        return
     if getattr(model, "chunk_weighting", None) == "triangular":
         bar = _progress(n / rate) if progress else None
         try:

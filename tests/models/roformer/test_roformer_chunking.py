@@ -75,3 +75,24 @@ def test_faded_policy_validation():
         ChunkPolicy("segment", segment_seconds=8.0, overlap=0.5, weighting="faded")
     with pytest.raises(ValueError, match="'segment' only"):
         ChunkPolicy("crossfade", weighting="faded", num_overlap=2)
+
+
+class _OnnxLike:
+    """What the TF-free runner reads of an ONNX export declaring MSST's faded segments."""
+
+    sample_rate, nb_channels, targets, path = 100, 2, ["a", "b"], "model.onnx"
+    chunk_weighting, chunk_segment, chunk_overlap = "faded", 100, 0.75  # num_overlap 4
+
+    def __call__(self, x):
+        return _numpy_toy(x)
+
+
+def test_runner_cuts_faded_exports_the_same_way():
+    from kerasep.export import runner
+
+    mix = np.random.default_rng(3).standard_normal((1234, 2)).astype(np.float32)
+    out = runner.separate_array(_OnnxLike(), mix)
+    expected = msst_demix.demix(_torch_toy, mix.T, 100, 4)
+    for i, t in enumerate(("a", "b")):
+        np.testing.assert_allclose(out[t].T, expected[i], rtol=0, atol=2e-6)
+    assert runner.feed_shapes(_OnnxLike(), 1234) == [(1, 2, 100)] and runner.feed_shapes(_OnnxLike(), 25) == [(1, 2, 25)]
