@@ -30,7 +30,6 @@ the best validation weights is saved as ``model.keras`` (``kerasep.zoo.load(path
 1 s chunks (+ 0.2 s shift) for a CPU smoke run, e.g. on the single track of the test fixtures with
 ``--subset test --no-split``.
 """
-import math
 import sys
 from pathlib import Path
 
@@ -56,8 +55,7 @@ def parse_args(argv=None):
     from kerasep import train as kt
 
     p = kt.recipe_parser(__doc__.split("\n\n")[0], HERE / "train_config.json")
-    p.add_argument("--per-device-batch", type=int, default=None, help="chunks per device and step (config: 4)")
-    p.add_argument("--is-wav", action="store_true", help="MUSDB18-HQ WAV folders instead of .stem.mp4 files")
+    kt.add_batch_flags(p, per_device=4)
     return p.parse_args(argv)
 
 
@@ -66,31 +64,13 @@ def build_config(args, replicas=1):
     ``data.batch_size`` = per-device batch x ``replicas``."""
     from kerasep import train as kt
 
-    cfg = kt.recipe_config(args, SMALL, SMALL_DATA)
-    d = cfg["data"]
-    if args.per_device_batch is not None:
-        d["batch_size"] = args.per_device_batch
-    d["batch_size"] = int(d["batch_size"]) * int(replicas)
-    if args.is_wav:
-        d["is_wav"] = True
-    return cfg
+    return kt.per_device_config(args, SMALL, SMALL_DATA, replicas=replicas)
 
 
 def main(argv=None):
-    args = parse_args(argv)
     from kerasep import train as kt
 
-    # the strategy first (MultiWorkerMirroredStrategy must exist before other TensorFlow work)
-    strategy = kt.make_strategy(kt.load_config(args.config)["training"]["strategy"])
-    cfg = build_config(args, strategy.num_replicas_in_sync)
-    print(f"{strategy.num_replicas_in_sync} replica(s), global batch {cfg['data']['batch_size']}", file=sys.stderr)
-    out = Path(args.output)
-    kt.train(cfg, args.data, out, strategy=strategy, verbose=0 if args.quiet else "auto")
-    # best of every epoch in history.csv (train() returns only the epochs this call trained)
-    best = kt.previous_best(out, math.inf)
-    note = "" if best is None else f" (best val_loss {best:.5g})"
-    print(f"wrote {out / 'model.keras'}{note}", file=sys.stderr)
-    return 0
+    return kt.run_recipe(parse_args(argv), build_config)
 
 
 if __name__ == "__main__":
