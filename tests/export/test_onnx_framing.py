@@ -155,3 +155,38 @@ def test_unet_export_with_hop_not_dividing_n_fft(real_mixture, tmp_path):
     got = session(x)
     peak = max(float(np.max(np.abs(v))) for v in expected.values())
     assert max(float(np.max(np.abs(got[k] - expected[k]))) for k in expected) / peak <= 1e-4
+
+
+@pytest.mark.parametrize("n_fft,hop", [(2048, 441), (256, 64)])
+def test_float64_stft(real_mixture, n_fft, hop):
+    """``spec["stft_dtype"] = "float64"``: framing and real FFT in float64, equal to
+    :class:`kerasep.layers.STFT` in float64 far below float32 rounding."""
+    from kerasep.export.onnx.dsp import _frames, _rfft
+    from kerasep.export.onnx.graph import _Graph
+    from kerasep.layers import STFT
+
+    x = _mix(real_mixture, n_fft)
+    spec = dict(n_fft=n_fft, hop_length=hop, padding="center", pad_mode="reflect", stft_dtype="float64")
+    g = _Graph()
+    frames, _ = _frames(g, "waveform", spec)
+    real, imag = _rfft(g, frames, n_fft, n_fft // 2 + 1, dtype=np.float64)
+    g.op("Cast", real, to=1, out="real32")  # float32 outputs for _session; the float64 ones below
+    g.op("Identity", real, out="real")
+    g.op("Identity", imag, out="imag")
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from kerasep.export.onnx import OPSET
+
+    graph = helper.make_graph(
+        g.nodes, "framing64", [helper.make_tensor_value_info("waveform", TensorProto.FLOAT, ["b", "c", "n"])],
+        [helper.make_tensor_value_info(n, t, ["b", "c", "f", "k"])
+         for n, t in (("real", TensorProto.DOUBLE), ("imag", TensorProto.DOUBLE), ("real32", TensorProto.FLOAT))],
+        initializer=g.initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    got_re, got_im = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        ["real", "imag"], {"waveform": x})
+    assert got_re.dtype == np.float64
+    expected = np.asarray(STFT(n_fft, hop, padding="center", pad_mode="reflect", dtype="float64")(x.astype(np.float64)))
+    assert _rel(got_re, expected[..., 0]) <= 1e-12
+    assert _rel(got_im, expected[..., 1]) <= 1e-12

@@ -24,6 +24,18 @@ def _hann(n_fft):
     return 0.5 - 0.5 * np.cos(2.0 * np.pi * n / n_fft)
 
 
+def _typed_const(g, value, dtype, hint):
+    """A constant in ``dtype``: ``g.const`` for float32 (stored once); float64 values get their
+    own initializer (``g.const`` stores floats as float32)."""
+    if np.dtype(dtype) != np.float64:
+        return g.const(value, np.float32, hint)
+    from onnx import numpy_helper
+
+    name = g.name(hint)
+    g.initializers.append(numpy_helper.from_array(np.asarray(value, np.float64), name))
+    return name
+
+
 def _blocks_per_frame(n_fft, hop):
     """``r = ceil(n_fft / hop)``: the ``hop``-sample blocks a frame of ``n_fft`` samples touches
     when frames start on block boundaries."""
@@ -41,9 +53,14 @@ def _frames(g, x, spec):
     """``x`` (batch, nb_channels, nb_timesteps) → windowed frames (batch, nb_channels, nb_frames,
     n_fft), and ``nb_frames`` (1-element int64). Frame ``f`` is padded samples ``[f * hop,
     f * hop + n_fft)``: the ``r = ceil(n_fft / hop)`` blocks ``f .. f + r - 1`` of ``hop``
-    samples concatenated, cut to ``n_fft``."""
+    samples concatenated, cut to ``n_fft``. With ``spec["stft_dtype"] == "float64"`` the
+    waveform is cast to float64 first and the frames are float64 (pass ``dtype=np.float64`` to
+    :func:`_rfft` then)."""
     n_fft, hop, padding = spec["n_fft"], spec["hop_length"], spec["padding"]
     r = _blocks_per_frame(n_fft, hop)
+    dtype = np.float64 if spec.get("stft_dtype", "float32") == "float64" else np.float32
+    if dtype == np.float64:
+        x = g.op("Cast", x, to=11)  # DOUBLE
     if padding == "spleeter":
         x = g.pad_axis(x, 3, 2, n_fft, 0)
     elif padding == "center":
@@ -64,13 +81,14 @@ def _frames(g, x, spec):
     frames = g.op("Concat", *shifted, axis=3) if r > 1 else shifted[0]  # (b, c, nb_frames, r * hop)
     if r * hop != n_fft:
         frames = g.slice(frames, 0, n_fft, 3)
-    frames = g.op("Mul", frames, g.const(_hann(n_fft), np.float32, "window"))
+    frames = g.op("Mul", frames, _typed_const(g, _hann(n_fft), dtype, "window"))
     return frames, nb_frames
 
 
-def _rfft(g, frames, n_fft, nb_bins):
+def _rfft(g, frames, n_fft, nb_bins, dtype=np.float32):
     """Real FFT of ``frames`` (..., n_fft) → (real, imag), each (..., nb_bins), via an
-    ``n_fft/2``-point complex DFT of the even/odd-packed frames."""
+    ``n_fft/2``-point complex DFT of the even/odd-packed frames; ``dtype``: the frames' float
+    type (float32, or float64 frames from :func:`_frames`)."""
     h = n_fft // 2
     z = g.op("Reshape", frames, g.ints(0, 0, 0, h, 2))  # even samples real, odd imag
     z = g.op("DFT", z, axis=3, inverse=0, onesided=0)  # (b, c, f, h, 2)
@@ -80,9 +98,9 @@ def _rfft(g, frames, n_fft, nb_bins):
     a, b = (g.op("Squeeze", g.slice(zk, i, i + 1, 4), g.ints(4)) for i in (0, 1))
     c, d = (g.op("Squeeze", g.slice(zr, i, i + 1, 4), g.ints(4)) for i in (0, 1))
     theta = 2.0 * np.pi * k / n_fft
-    half = g.const(np.float32(0.5))
-    sin = g.const(0.5 * np.sin(theta), np.float32, "sin")
-    cos = g.const(0.5 * np.cos(theta), np.float32, "cos")
+    half = _typed_const(g, 0.5, dtype, "half")
+    sin = _typed_const(g, 0.5 * np.sin(theta), dtype, "sin")
+    cos = _typed_const(g, 0.5 * np.cos(theta), dtype, "cos")
     # X[k] = E + W^k O with E = (Z[k] + Z*[h-k]) / 2, O = (Z[k] - Z*[h-k]) / (2i), W = e^{-2πi/n}
     p, q = g.op("Sub", a, c), g.op("Add", b, d)
     real = g.op("Add", g.op("Mul", g.op("Add", a, c), half),

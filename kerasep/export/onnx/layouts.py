@@ -60,7 +60,11 @@ def _spectral_graph(spec, opset, precision="float32"):
     x = "waveform"
     batch, length = g.dim(x, 0), g.dim(x, 2)
     frames, nb_frames = _frames(g, x, spec)
-    real, imag = _rfft(g, frames, n_fft, full if ext == "average" else nb_bins)
+    if spec.get("stft_dtype", "float32") == "float64":  # the forward STFT in float64, the rest float32
+        real, imag = _rfft(g, frames, n_fft, full if ext == "average" else nb_bins, dtype=np.float64)
+        real, imag = g.op("Cast", real, to=1), g.op("Cast", imag, to=1)
+    else:
+        real, imag = _rfft(g, frames, n_fft, full if ext == "average" else nb_bins)
     if ext == "average":
         real_f, imag_f = g.slice(real, 0, nb_bins, 3), g.slice(imag, 0, nb_bins, 3)
     else:
