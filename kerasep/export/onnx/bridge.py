@@ -23,8 +23,9 @@ NUMPY_SUPPORTED = ((2, 0), (3, 0))
 #: Cores whose weights exceed this many bytes (float32) are converted with tf2onnx's
 #: ``large_model`` (weights kept out of the TensorFlow graph it imports, no grappler pass), then
 #: inlined back into the one file: the released-size BS-RoFormer (159.8 M parameters) peaked
-#: above 8.5 GB RSS the default way, 5.5 GB this way. Smaller cores keep the default conversion.
-LARGE_CORE_BYTES = 2 ** 28
+#: above 8.5 GB RSS the default way, 5.5 GB this way; unet-2stems (83 MB file) 5.8 GB the default
+#: way, 1.8 GB this way (the same operators, outputs equal to the bit). 0: every core.
+LARGE_CORE_BYTES = 0
 
 
 class UnsupportedVersionError(RuntimeError):
@@ -169,7 +170,8 @@ def _convert_core(spec, opset, nchw=False):
     layout = {}
     if nchw:
         concrete = fn.get_concrete_function()
-        layout = dict(inputs_as_nchw=[t.name for t in concrete.inputs],
+        # the signature's input only (the captured weights are inputs too under large_model)
+        layout = dict(inputs_as_nchw=[t.name for t in concrete.inputs[: len(signature)]],
                       outputs_as_nchw=[t.name for t in concrete.outputs])
     large = 4 * core.count_params() > LARGE_CORE_BYTES
     with _lean_tf2onnx():
