@@ -42,11 +42,11 @@ def onnx_runtime_problem(export=True):
 
 def _runner_chunking_problem(model, spec):
     """None when :mod:`kerasep.export.runner` cuts a song as :func:`kerasep.inference.separate_array`
-    does for ``model``: exact chunk grids (the U-Nets), demucs' triangular segments when the export
-    declares them (``spec["chunk_weighting"]``: HT-Demucs), or cross-fades of the runner's chunk
-    and context lengths with borders on any sample. Other policies (Demucs v2's linear segments,
-    Open-Unmix's cross-fades on Wiener windows, the RoFormers' faded segments) are cut otherwise by
-    the runner, so they stay on the Keras path."""
+    does for ``model``: exact chunk grids (the U-Nets), demucs' triangular or MSST's faded segments
+    when the export declares them (``spec["chunk_weighting"]``: HT-Demucs, the RoFormers), or
+    cross-fades of the runner's chunk and context lengths with borders on any sample. Other
+    policies (Demucs v2's linear segments, Open-Unmix's cross-fades on Wiener windows) are cut
+    otherwise by the runner, so they stay on the Keras path."""
     from kerasep.export.runner import DEFAULT_CONTEXT_SECONDS, DEFAULT_CROSSFADE_CHUNK_SECONDS
     from kerasep.models.bag import SeparatorBag
 
@@ -55,13 +55,14 @@ def _runner_chunking_problem(model, spec):
     policy = model.chunking
     if policy.is_exact:
         return None
-    if policy.kind == "segment" and policy.weighting == "triangular" and spec.get("chunk_weighting") == "triangular":
+    if policy.kind == "segment" and policy.weighting in ("triangular", "faded") and \
+            spec.get("chunk_weighting") == policy.weighting:  # declared in the file: the runner cuts it alike
         return None
     if (policy.kind == "crossfade" and policy.context_seconds == DEFAULT_CONTEXT_SECONDS
             and policy.chunk_seconds(None) == DEFAULT_CROSSFADE_CHUNK_SECONDS and int(policy.alignment) == 1):
         return None
     return (f"the ONNX runner would cut it otherwise than its chunk policy ({policy.kind!r}, {policy.weighting!r}, "
-            f"alignment {policy.alignment}) does: the runner has exact grids, demucs' triangular segments, "
+            f"alignment {policy.alignment}) does: the runner has exact grids, declared triangular or faded segments, "
             f"or {DEFAULT_CROSSFADE_CHUNK_SECONDS:g} s cross-faded chunks with {DEFAULT_CONTEXT_SECONDS:g} s "
             "context on any sample")
 
