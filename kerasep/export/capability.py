@@ -69,8 +69,8 @@ def _runner_chunking_problem(model, spec):
 
 def _spectral_problem(spec):
     n_fft, hop = int(spec["n_fft"]), int(spec["hop_length"])
-    if n_fft % 2 or n_fft % hop:
-        return f"the ONNX export needs an even n_fft that is a multiple of hop_length (n_fft={n_fft}, hop_length={hop})"
+    if n_fft % 2:  # any hop_length exports (kerasep/export/onnx/dsp.py frames on ceil(n_fft / hop) blocks)
+        return f"the ONNX export needs an even n_fft (n_fft={n_fft}, hop_length={hop})"
     if spec.get("core_layout") == "patches" and spec.get("padding") == "spleeter":
         t = int(spec["patch_frames"])
         if n_fft - hop > t * hop:

@@ -94,3 +94,13 @@ def test_large_core_conversion(real_mixture, tmp_path, monkeypatch):
     proto = onnx.load(str(path), load_external_data=False)
     assert not any(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
     assert _rel(runner.OnnxSeparator(path)(x), reference) <= 1e-4
+
+
+def test_capability_accepts_released_stft():
+    """``kerasep separate --backend auto`` asks :func:`kerasep.export.capability.onnx_problem`:
+    a hop that does not divide n_fft is no reason to fall back to Keras any more."""
+    from kerasep.export.capability import _spectral_problem
+    from kerasep.export.spec import export_spec
+
+    assert _spectral_problem(export_spec(_model("mel"))) is None
+    assert "even n_fft" in _spectral_problem(dict(n_fft=2047, hop_length=441))
