@@ -33,6 +33,8 @@ import numpy as np
 from kerasep import audio as _audio
 from kerasep.export.runner import crossfade_weights, plan_chunks
 from kerasep.export.runner.chunks import iter_faded
+from kerasep.export.runner.segments import iter_triangular, triangular_weights  # noqa: F401 (public here)
+from kerasep.export.runner.segments import segment_samples as _segment_samples
 from kerasep.models.bag import SeparatorBag
 from kerasep.models.separator import check_separator
 
@@ -255,73 +257,38 @@ def _separate_chunks(mix, model, targets, chunk_seconds, context_seconds, bar, a
     return out
 
 
-def _segment_samples(seconds, rate):
-    """``int(seconds * rate)`` as demucs computes it from a ``Fraction`` segment (7.8 s → 343980):
-    a product within 1e-6 of an integer is that integer."""
-    x = float(seconds) * rate
-    return max(1, int(round(x)) if abs(x - round(x)) < 1e-6 else int(x))
-
-
-def triangular_weights(segment):
-    """demucs' ``apply_model`` transition weights of a ``segment``-sample segment (float32):
-    ``cat(arange(1, segment // 2 + 1), arange(segment - segment // 2, 0, -1))`` over its maximum."""
-    w = np.concatenate([np.arange(1, segment // 2 + 1), np.arange(segment - segment // 2, 0, -1)])
-    return (w / w.max()).astype(np.float32)
-
-
-def _window(mix, start, stop):
-    """``mix[start:stop]`` with zeros outside ``[0, len(mix))``."""
-    n = mix.shape[0]
-    out = np.zeros((stop - start,) + tuple(mix.shape[1:]), np.float32)
-    a, b = max(start, 0), min(stop, n)
-    if a < b:
-        out[a - start : b - start] = mix[a:b]
-    return out
-
-
 def _separate_triangular(mix, model, policy, targets, chunk_seconds, bar, alloc, scale=1.0):
     """demucs' ``apply_model(split=True, overlap=policy.overlap)`` on one model: segments of
     ``L = int(chunk_seconds * rate)`` samples every ``int((1 - overlap) * L)``, each output
     weighted by :func:`triangular_weights` (cut to the segment's length), the sum divided by the
-    sum of the weights (computed per slice, not stored). A segment shorter than ``L`` (the end
-    of the input) is run on the ``L`` samples centred on it, as demucs' ``TensorChunk.padded``
-    (real audio before it, zeros past the input), and the middle kept (``center_trim``). An input
-    no longer than one stride is one model call on the input itself (equals ``model(mix)``)."""
-    rate = model.sample_rate
-    n, nb_channels = mix.shape[0], mix.shape[1]
-    segment = _segment_samples(chunk_seconds, rate)
-    stride = max(1, int((1 - policy.overlap) * segment))
+    sum of the weights; a segment cut by the end of the input is run on the ``L`` samples centred
+    on it and its middle kept; an input no longer than one stride is one model call on the input
+    itself (equals ``model(mix)``). The ONNX runner's plan
+    (:func:`~kerasep.export.runner.segments.iter_triangular`), so both engines cut alike;
+    finished blocks are written as they come."""
     fn = _compiled(model)
-    out = {t: alloc(n, nb_channels) for t in targets}
-    if n <= stride:  # a single segment: the model on the input as is
-        y = fn(np.ascontiguousarray(np.asarray(mix[0:n], np.float32).T)[None])
+    view = _SegmentView(lambda x: {t: v.numpy() for t, v in fn(x).items()}, model,
+                        _segment_samples(chunk_seconds, model.sample_rate), policy.overlap)
+    out = {t: alloc(mix.shape[0], mix.shape[1]) for t in targets}
+    progress = None if bar is None else _Scaled(bar, scale)
+    for start, blocks in iter_triangular(view, mix, bar=progress):
         for t in targets:
-            out[t][0:n] = y[t].numpy()[0].T
-        if bar is not None:
-            bar.update(n * scale / rate)
-        return out
-    weight = triangular_weights(segment)
-    offsets = range(0, n, stride)
-    for offset in offsets:
-        length = min(segment, n - offset)
-        trim = (segment - length) // 2
-        x = _window(mix, offset - trim, offset - trim + segment)
-        y = fn(np.ascontiguousarray(x.T)[None])
-        w = weight[:length, None]
-        for t in targets:
-            est = y[t].numpy()[0].T[trim : trim + length]
-            out[t][offset : offset + length] += est * w
-        if bar is not None:
-            bar.update((min(offset + stride, n) - offset) * scale / rate)
-    for a, b in _slices(n):
-        total = np.zeros(b - a, np.float32)
-        for offset in offsets:
-            lo, hi = max(a, offset), min(b, offset + segment)
-            if lo < hi:
-                total[lo - a : hi - a] += weight[lo - offset : hi - offset]
-        for t in targets:
-            out[t][a:b] /= total[:, None]
+            out[t][start : start + blocks[t].shape[0]] = blocks[t]
     return out
+
+
+class _SegmentView:
+    """What :func:`~kerasep.export.runner.segments.iter_triangular` asks of a model: a call
+    ``(1, nb_channels, m)`` → ``{target: array}``, ``sample_rate``, ``nb_channels``,
+    ``chunk_segment`` (samples) and ``chunk_overlap``."""
+
+    def __init__(self, call, model, segment, overlap):
+        self._call = call
+        self.sample_rate, self.nb_channels = model.sample_rate, model.nb_channels
+        self.chunk_segment, self.chunk_overlap = int(segment), float(overlap)
+
+    def __call__(self, x):
+        return self._call(x)
 
 
 def _separate_faded(mix, model, policy, targets, chunk_seconds, bar, alloc, scale=1.0):
