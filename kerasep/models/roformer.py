@@ -234,6 +234,10 @@ class _BandRoformer(Separator):
             # bands into visible output differences (released size, real audio, against a float64 Keras
             # STFT: 7.2e-4 relative with a float32 ONNX STFT, 1.3e-6 with float64)
             "stft_dtype": "float64",
+            # the runner cuts songs as MSST's demix (kerasep.export.runner.chunks.iter_faded)
+            "chunk_segment": int(self.chunk_size),
+            "chunk_overlap": 1.0 - 1.0 / self.num_overlap,
+            "chunk_weighting": "faded",
         }
 
     def get_config(self):

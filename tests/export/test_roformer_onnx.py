@@ -104,3 +104,30 @@ def test_capability_accepts_released_stft():
 
     assert _spectral_problem(export_spec(_model("mel"))) is None
     assert "even n_fft" in _spectral_problem(dict(n_fft=2047, hop_length=441))
+
+
+@pytest.mark.parametrize("num_overlap", [2, 4])
+def test_runner_cuts_roformer_exports_as_msst_demix(real_mixture, tmp_path, num_overlap):
+    """An exported RoFormer declares MSST's faded segments (``kerasep.chunk_weighting`` "faded",
+    ``chunk_segment`` = ``chunk_size``, ``chunk_overlap`` = 1 - 1 / ``num_overlap``), so the TF-free
+    runner cuts a song as :func:`kerasep.inference.separate_array` does: equal on 1.5 s of the real
+    mixture cut into 0.25 s segments; ``--backend auto`` may take ONNX for it."""
+    from kerasep import export, inference
+    from kerasep.backend import keras
+    from kerasep.export import runner
+    from kerasep.export.capability import onnx_problem
+    from kerasep.models.roformer import BSRoformer
+
+    keras.utils.set_random_seed(0)
+    tiny = dict(TINY_RELEASED_STFT, stft_n_fft=512, stft_hop_length=128, stft_win_length=512, dim_freqs_in=257)
+    model = BSRoformer(targets=["vocals", "other"], freqs_per_bands=(16, 16, 32, 64, 129), chunk_size=11025,
+                       num_overlap=num_overlap, **tiny)
+    model.build((None, 2, None))
+    assert onnx_problem(model) is None
+    session = runner.OnnxSeparator(export.export(model, tmp_path / "roformer.onnx"))
+    assert session.chunk_weighting == "faded" and session.chunk_segment == 11025
+    mix = np.ascontiguousarray(real_mixture[: 66150 + 13])
+    ours = inference.separate_array(mix, model)
+    theirs = runner.separate_array(session, mix)
+    rel = _rel(theirs, {k: np.asarray(v) for k, v in ours.items()})
+    assert rel <= 1e-4, rel

@@ -458,7 +458,7 @@ def test_triangular_weights_and_policy():
 def test_bag_contract(real_mixture, tmp_path):
     """A bag of two tiny HTDemucs fulfils the Separator contract (config and ``.keras`` round
     trips, chunked separation, SavedModel export) and the ``bag`` zoo entries mirror their
-    config.json. (ONNX: not for HTDemucs yet, see test_htdemucs_contract.)"""
+    config.json. (ONNX and SavedModel: test_htdemucs_contract and tests/export/test_htdemucs_onnx.py.)"""
     from testing import run_separator_test
 
     from kerasep.models.htdemucs import HTDemucs
