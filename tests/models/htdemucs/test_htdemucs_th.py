@@ -458,7 +458,7 @@ def test_triangular_weights_and_policy():
 def test_bag_contract(real_mixture, tmp_path):
     """A bag of two tiny HTDemucs fulfils the Separator contract (config and ``.keras`` round
     trips, chunked separation, SavedModel export) and the ``bag`` zoo entries mirror their
-    config.json. (ONNX and SavedModel: test_htdemucs_contract and tests/export/test_htdemucs_onnx.py.)"""
+    config.json. A bag has no ONNX export (its members do: test_htdemucs_contract, tests/export/test_htdemucs_onnx.py)."""
     from testing import run_separator_test
 
     from kerasep.models.htdemucs import HTDemucs
