@@ -31,6 +31,8 @@ class Family:
     reference: Optional[Callable]
     note: str
     stages: Optional[Callable] = None
+    #: other engines with the same weights, ``{engine: fn(mix) -> {stem: (n, 2)}}`` (``demucs-onnx``)
+    extras: dict = dataclasses.field(default_factory=dict)
 
 
 # --- unet: Deezer's 2-stems weights in both engines ------------------------------------------------
@@ -218,7 +220,40 @@ def _htdemucs(size):
 
     note = (f"random weights (seeded; the release files cannot be fetched here), HTDemucs {kwargs}, converted "
             "by kerasep.zoo.converters.htdemucs; reference: demucs 4.1.0 apply_model(split=True)")
-    return Family("htdemucs", model, reference, note)
+    extras = {}
+    if size == "released":
+        extras["demucs-onnx"] = _demucs_onnx(ref)
+    return Family("htdemucs", model, reference, note, extras=extras)
+
+
+def _demucs_onnx(ref):
+    """The ``demucs-onnx`` package (0.3.4) on the same torch model: its exporter's patches and
+    legacy ``torch.onnx.export`` at its fixed 7.8 s segment, run by its own overlap-add inference
+    (``_chunked_separate_single``: triangular transition window, overlap 1/4). None when the package
+    is not installed (``pip install --no-deps demucs-onnx``; its export extra pins an older torch,
+    the export runs with this one). Exported once per process into a temporary folder."""
+    import copy
+    import tempfile
+
+    try:
+        import onnxruntime as ort
+        from demucs_onnx import inference as donnx
+        from demucs_onnx.export.exporter import N_SAMPLES, _export_one
+        from demucs_onnx.export.patch import patch_htdemucs_for_onnx
+    except ImportError:
+        return None
+    path = Path(tempfile.mkdtemp(prefix="demucs-onnx-")) / "htdemucs.onnx"
+    start = time.perf_counter()
+    _export_one(patch_htdemucs_for_onnx(copy.deepcopy(ref)), path, n_samples=N_SAMPLES, opset=17, verbose=False)
+    print(f"demucs-onnx: exported the same weights in {time.perf_counter() - start:.1f} s "
+          f"({path.stat().st_size / 1e6:.0f} MB)")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def run(mix):
+        out = donnx._chunked_separate_single(session, SOURCES, np.ascontiguousarray(mix.T), progress=False)
+        return {t: out[t].T for t in SOURCES}
+
+    return run
 
 
 # --- band-split RoFormers: seeded random weights in BS-RoFormer 0.3.10, converted -----------------

@@ -55,7 +55,7 @@ import families  # noqa: E402
 
 RATE = 44100
 DEFAULT_LENGTHS = (10.0, 30.0, 60.0, 180.0, 600.0)
-ENGINES = ("reference", "tf", "tf-xla", "onnx")
+ENGINES = ("reference", "tf", "tf-xla", "onnx", "demucs-onnx")
 COMMAND = ("KERASEP_HOME=~/.cache/kerasep python benchmarks/sweep.py --family FAMILY "
            "[--lengths 10 30 60 180 600] [--repeats 3] [--engines reference tf onnx] [--size small|released] "
            "[--torch-threads N]; FAMILY: unet openunmix demucs htdemucs bs_roformer mel_band_roformer")
@@ -97,6 +97,8 @@ def engine_runners(family, engines):
 
             session = runner.OnnxSeparator(cached_export(model))
             runners[engine] = lambda mix, s=session: runner.separate_array(s, mix)
+        elif family.extras.get(engine) is not None:
+            runners[engine] = family.extras[engine]
         else:
             print(f"{engine}: not available for {family.name}")
     return runners
