@@ -197,7 +197,9 @@ BAG_WEIGHTS = [[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0],
 def test_bag_of_models_matches_apply_model(track, tmp_path, monkeypatch, kerasep_home):
     """``htdemucs_ft``-shaped: 4 packages + demucs' bag YAML (identity weights), loaded by
     :func:`load_bag` and by ``zoo.load`` (a zoo entry of family ``bag`` with those files), against
-    demucs' ``BagOnlyRepo``/``LocalRepo`` bag through ``apply_model``; disk-backed outputs."""
+    demucs' ``BagOnlyRepo``/``LocalRepo`` bag through ``apply_model`` on the first 3 s of the real
+    mixture (1.95 s segments every 1.46 s, the last cut short); disk-backed outputs. The whole track goes
+    through the CLI in :func:`test_cli_separate_bag_yaml_matches_apply_model`."""
     import functools
 
     from demucs.repo import BagOnlyRepo, LocalRepo
@@ -206,6 +208,7 @@ def test_bag_of_models_matches_apply_model(track, tmp_path, monkeypatch, kerasep
     from kerasep.zoo import registry
 
     wav, mix = track
+    mix = np.ascontiguousarray(mix[: 3 * RATE])
     folder = tmp_path / "repo"
     folder.mkdir()
     files = [release_file(folder, sig, seed=10 + i) for i, sig in enumerate(BAG_SIGS)]
