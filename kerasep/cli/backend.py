@@ -9,6 +9,7 @@ each use. ``--shifts``, ``--downmix`` and ``--trust`` are Keras-only, so ``auto`
 with them.
 """
 import sys
+from pathlib import Path
 
 from kerasep.export.cache import (  # noqa: F401  (the CLI's names for them)
     BACKENDS, cache_path, cache_problem, export_to_cache, file_cache_record, onnx_engine, onnx_cache_record,
@@ -21,7 +22,7 @@ def say(args, message):
         print(message, file=sys.stderr)
 
 
-def auto_engine(args, load):
+def auto_engine(args, load, files=()):
     """``(session, model, reason)`` for ``--backend auto``: ``session`` an
     :class:`~kerasep.export.runner.OnnxSeparator` of a verified cached export, or None and
     ``model`` the loaded Keras separator with ``reason`` saying why ONNX was not taken
@@ -33,4 +34,10 @@ def auto_engine(args, load):
         return None, load(), "--shifts runs on the Keras backend only"
     if args.downmix:
         return None, load(), "--downmix runs on the Keras backend only"
+    from kerasep.export.runner import READABLE
+
+    # the runner decodes with soundfile only; the Keras path decodes anything ffmpeg reads
+    others = sorted({Path(f).suffix.lower() or "(no extension)" for f in files} - set(READABLE))
+    if others:
+        return None, load(), f"the ONNX runner cannot decode {', '.join(others)} inputs (soundfile); Keras decodes them with ffmpeg"
     return onnx_engine(args.model, args.weights, "auto", 0, load=lambda _: load())

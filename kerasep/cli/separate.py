@@ -172,7 +172,7 @@ def cmd_separate(args):
         return _fail(*error)
     try:
         if args.backend == "auto":
-            session, model, reason = auto_engine(args, lambda: _load_model(name, args))
+            session, model, reason = auto_engine(args, lambda: _load_model(name, args), files)
             if session is not None:
                 say(args, f"backend: onnx (onnxruntime; {session.path})")
                 return _run_onnx(args, files, session)

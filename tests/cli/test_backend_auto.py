@@ -158,3 +158,18 @@ def test_unet_2stems_same_stems_on_every_backend(unet_2stems, clip, tmp_path, ca
     assert max(float(np.max(np.abs(api["keras"][t] - keras[t]))) for t in auto) <= 1e-6
     with pytest.raises(ValueError, match="shifts are not available with backend='onnx'"):
         kerasep.separate(clip, model="unet-2stems", backend="onnx", shifts=1)
+
+
+def test_auto_takes_keras_for_inputs_the_runner_cannot_decode(home, tiny_keras, tmp_path, capsys):
+    """The README's first command: ``--example`` is the MUSDB18 ``.stem.mp4`` that only ffmpeg
+    decodes; the runner reads what soundfile reads, so ``auto`` separates it on Keras (and a WAV
+    beside it in the same call does not change that: one engine per call)."""
+    from pathlib import Path
+
+    import stempeg
+
+    assert run_cli("separate", "--example", "-m", tiny_keras, "-o", tmp_path / "out", "-q", "-v") == 0
+    err = capsys.readouterr().err
+    assert "backend: keras (the ONNX runner cannot decode .mp4 inputs (soundfile)" in err
+    name = Path(stempeg.example_stem_path()).name.split(".")[0]
+    assert sorted(p.stem for p in (tmp_path / "out" / name).glob("*.wav")) == ["drums", "rest", "vocals"]
