@@ -4,7 +4,7 @@
 import numpy as np
 
 from . import segments
-from .common import DEFAULT_CHUNK_SECONDS, DEFAULT_CONTEXT_SECONDS, DEFAULT_CROSSFADE_CHUNK_SECONDS, RunnerError, option_name
+from .common import DEFAULT_CHUNK_SECONDS, DEFAULT_CONTEXT_SECONDS, DEFAULT_CROSSFADE_CHUNK_SECONDS, RunnerError, positive_seconds_option
 
 
 # --------------------------------------------------------------------------------------------
@@ -181,13 +181,7 @@ def _plan(model, n, chunk_seconds=None):
     exact = model.chunk_context is not None
     if chunk_seconds is None:
         chunk_seconds = DEFAULT_CHUNK_SECONDS if exact else DEFAULT_CROSSFADE_CHUNK_SECONDS
-    try:
-        chunk_seconds = float(chunk_seconds)
-    except (TypeError, ValueError):
-        chunk_seconds = float("nan")
-    if not 0 < chunk_seconds < float("inf"):
-        raise RunnerError(f"{option_name('chunk_seconds')}: "
-                          f"expected a finite number of seconds > 0. Received: {chunk_seconds}")
+    chunk_seconds = positive_seconds_option(chunk_seconds)
     rate = model.sample_rate
     context = model.chunk_context if exact else int(round(DEFAULT_CONTEXT_SECONDS * rate))
     return exact, context, plan_chunks(n, max(1, int(chunk_seconds * rate)), context, model.chunk_alignment)

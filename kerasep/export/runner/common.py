@@ -47,3 +47,15 @@ def option(keyword, value=True):
 def option_name(keyword):
     """``--chunk-seconds`` on the command line, ``chunk_seconds`` in Python."""
     return "--" + keyword.replace("_", "-") if INTERFACE["name"] == "cli" else keyword
+
+
+def positive_seconds_option(value, keyword="chunk_seconds"):
+    """``value`` as a finite float > 0, else a :class:`RunnerError` naming the option
+    (:func:`option_name`) and the value received."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):
+        raise RunnerError(f"{option_name(keyword)}: expected a finite number of seconds > 0. Received: {value}")
+    return seconds

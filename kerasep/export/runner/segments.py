@@ -9,7 +9,7 @@ A model file declares the policy in its metadata: ``kerasep.chunk_weighting`` ``
 """
 import numpy as np
 
-from .common import RunnerError, option_name
+from .common import positive_seconds_option
 
 
 def segment_samples(seconds, rate):
@@ -31,14 +31,7 @@ def segment_length(model, chunk_seconds=None):
     error names the option), else the model's ``chunk_segment``."""
     if chunk_seconds is None:
         return int(model.chunk_segment)
-    try:
-        seconds = float(chunk_seconds)
-    except (TypeError, ValueError):
-        seconds = float("nan")
-    if not 0 < seconds < float("inf"):
-        raise RunnerError(f"{option_name('chunk_seconds')}: "
-                          f"expected a finite number of seconds > 0. Received: {chunk_seconds}")
-    return segment_samples(seconds, model.sample_rate)
+    return segment_samples(positive_seconds_option(chunk_seconds), model.sample_rate)
 
 
 def _stride(segment, overlap):
