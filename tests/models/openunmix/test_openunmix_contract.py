@@ -11,11 +11,11 @@ def test_openunmix_contract(real_mixture, tmp_path):
     model = OpenUnmixSeparator(**TINY)
     model.build((None, 2, None))
     assert model.chunking.kind == "crossfade" and model.chunking.alignment == 100 * 64
-    run_separator_test(model, real_mixture, tmp_path, chunk_seconds=0.5, family="openunmix")
+    run_separator_test(model, real_mixture, tmp_path, chunk_seconds=0.5, family="openunmix", graph=True)
 
 
 def test_openunmix_residual_contract(real_mixture, tmp_path):
     model = OpenUnmixSeparator(**dict(TINY, targets=["vocals"]), residual=True)
     model.build((None, 2, None))
     assert model.stems == ["vocals", "residual"]
-    run_separator_test(model, real_mixture[:44100], tmp_path, chunk_seconds=0.3, exports=("onnx",))
+    run_separator_test(model, real_mixture[:44100], tmp_path, chunk_seconds=0.3, exports=("onnx",), graph=True)
