@@ -3,61 +3,12 @@ import argparse
 
 from kerasep.cli.commands import cmd_evaluate, cmd_export, cmd_list, cmd_train
 from kerasep.cli.separate import cmd_separate
+from kerasep.export.runner.cli import number_type, positive_seconds as seconds, unit_interval  # noqa: F401
 
-
-def positive_int(text):
-    """``argparse`` type: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1. Received: {text!r}")
-    return value
-
-
-def positive_float(text):
-    """``argparse`` type: a finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number > 0. Received: {text!r}")
-    return value
-
-
-def nonnegative_int(text):
-    """``argparse`` type: a whole number >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0. Received: {text!r}")
-    return value
-
-
-def any_int(text):
-    """``argparse`` type: a whole number."""
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number. Received: {text!r}") from None
-
-
-def seconds(text):
-    """``argparse`` type: a finite number of seconds > 0."""
-    from kerasep.export.runner import positive_seconds
-
-    return positive_seconds(text)
-
-
-def unit_interval(text):
-    """``argparse`` type: a number in [0, 1]."""
-    from kerasep.export.runner import unit_interval as _unit
-
-    return _unit(text)
+positive_int = number_type(int, lambda v: v >= 1, "a whole number >= 1")
+positive_float = number_type(float, lambda v: 0 < v < float("inf"), "a finite number > 0")
+nonnegative_int = number_type(int, lambda v: v >= 0, "a whole number >= 0")
+any_int = number_type(int, lambda v: True, "a whole number")
 
 
 def build_parser():

@@ -20,26 +20,25 @@ def _prog():
     return "run_onnx.pyz"
 
 
-def positive_seconds(text):
-    """``argparse`` type: a finite number of seconds > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number of seconds > 0. Received: {text!r}")
-    return value
+def number_type(convert, accept, expected):
+    """An ``argparse`` type: ``convert(text)`` (``int`` or ``float``) when ``accept(value)``,
+    else an error saying ``expected`` and the text as given."""
+
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}. Received: {text!r}")
+        return value
+
+    parse.__doc__ = f"``argparse`` type: {expected}."
+    return parse
 
 
-def unit_interval(text):
-    """``argparse`` type: a number in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1] (1 best). Received: {text!r}")
-    return value
+positive_seconds = number_type(float, lambda v: 0 < v < float("inf"), "a finite number of seconds > 0")
+unit_interval = number_type(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1] (1 best)")
 
 
 def build_parser():
