@@ -191,9 +191,11 @@ def _demucs(size):
 
 # --- htdemucs: seeded random weights in demucs.htdemucs.HTDemucs, converted -----------------------
 
-def _htdemucs(size):
+def htdemucs_pair(size):
+    """``(ref, model, kwargs)``: demucs 4.1.0's ``HTDemucs`` with seeded random weights (``ref``,
+    eval mode) and kerasep's ``HTDemucs`` with the same weights, converted; ``kwargs`` the layout
+    (``size`` ``"released"``: htdemucs 955717e8's; ``"small"``: a smoke-test size)."""
     import torch
-    from demucs.apply import apply_model
     from demucs.htdemucs import HTDemucs as TorchHTDemucs
 
     from kerasep.models.htdemucs import HTDemucs
@@ -209,6 +211,14 @@ def _htdemucs(size):
     model = HTDemucs(targets=SOURCES, **kwargs)
     model.build((None, 2, None))
     convert_htdemucs_state(model, {k: v.detach().numpy() for k, v in ref.state_dict().items()})
+    return ref, model, kwargs
+
+
+def _htdemucs(size):
+    import torch
+    from demucs.apply import apply_model
+
+    ref, model, kwargs = htdemucs_pair(size)
     torch.set_num_threads(TORCH_THREADS[0])
     policy = model.chunking
 
@@ -226,18 +236,15 @@ def _htdemucs(size):
     return Family("htdemucs", model, reference, note, extras=extras)
 
 
-def _demucs_onnx(ref):
-    """The ``demucs-onnx`` package (0.3.4) on the same torch model: its exporter's patches and
-    legacy ``torch.onnx.export`` at its fixed 7.8 s segment, run by its own overlap-add inference
-    (``_chunked_separate_single``: triangular transition window, overlap 1/4). None when the package
-    is not installed (``pip install --no-deps demucs-onnx``; its export extra pins an older torch,
-    the export runs with this one). Exported once per process into a temporary folder."""
+def demucs_onnx_session(ref):
+    """The ``demucs-onnx`` package's export of the torch HTDemucs ``ref`` (its patches, legacy
+    ``torch.onnx.export`` at its fixed 7.8 s segment, input ``mix`` ``(1, 2, 343980)``, output
+    ``stems``) in an onnxruntime CPU session, or None when the package is not installed."""
     import copy
     import tempfile
 
     try:
         import onnxruntime as ort
-        from demucs_onnx import inference as donnx
         from demucs_onnx.export.exporter import N_SAMPLES, _export_one
         from demucs_onnx.export.patch import patch_htdemucs_for_onnx
     except ImportError:
@@ -247,7 +254,19 @@ def _demucs_onnx(ref):
     _export_one(patch_htdemucs_for_onnx(copy.deepcopy(ref)), path, n_samples=N_SAMPLES, opset=17, verbose=False)
     print(f"demucs-onnx: exported the same weights in {time.perf_counter() - start:.1f} s "
           f"({path.stat().st_size / 1e6:.0f} MB)")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _demucs_onnx(ref):
+    """The ``demucs-onnx`` package (0.3.4) on the same torch model: its exporter's patches and
+    legacy ``torch.onnx.export`` at its fixed 7.8 s segment, run by its own overlap-add inference
+    (``_chunked_separate_single``: triangular transition window, overlap 1/4). None when the package
+    is not installed (``pip install --no-deps demucs-onnx``; its export extra pins an older torch,
+    the export runs with this one). Exported once per process into a temporary folder."""
+    session = demucs_onnx_session(ref)
+    if session is None:
+        return None
+    from demucs_onnx import inference as donnx
 
     def run(mix):
         out = donnx._chunked_separate_single(session, SOURCES, np.ascontiguousarray(mix.T), progress=False)

@@ -1,6 +1,8 @@
 """ONNX export of HT-Demucs (the "hybrid" layout, kerasep/export/onnx/hybrid.py) and the TF-free
 runner's demucs segments (kerasep/export/runner/segments.py), on tiny configs."""
+import collections
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -190,3 +192,122 @@ def test_blocked_means_are_accurate():
     assert np.max(np.abs(plain / exact - 1)) > 1e-5  # the drift this guards against
     assert np.max(np.abs(blocked / exact - 1)) < 1e-6
     np.testing.assert_allclose(m0, x.mean(axis=0), rtol=1e-5, atol=1e-7)
+
+
+def _op_types(path):
+    import onnx
+
+    return collections.Counter((n.domain or "", n.op_type) for n in onnx.load(str(path)).graph.node)
+
+
+def _layers(model, cls):
+    return [layer for layer in model._flatten_layers(include_self=False, recursive=True) if isinstance(layer, cls)]
+
+
+@pytest.mark.slow
+def test_hybrid_export_is_fused(tiny_export):
+    """kerasep/export/onnx/fusions.py on the tiny model's file (whose parity the tests above
+    check): every one-group GroupNorm written as ReduceSumSquare statistics, every LayerNorm as
+    LayerNormalization, every GELU as com.microsoft:Gelu (no Erf left), every attention scale on
+    the queries (no scalar Mul before a Softmax)."""
+    import onnx
+
+    from kerasep.backend import keras
+    from kerasep.layers.htdemucs_blocks import GroupNorm
+
+    model, path = tiny_export
+    ops = _op_types(path)
+    group_norms = [n for n in _layers(model, GroupNorm) if n.groups == 1]
+    layer_norms = [n for n in _layers(model, keras.layers.LayerNormalization) if not isinstance(n, GroupNorm)]
+    assert len(group_norms) > 0 and ops[("", "ReduceSumSquare")] == len(group_norms)
+    assert len(layer_norms) > 0 and ops[("", "LayerNormalization")] == len(layer_norms)
+    assert ops[("com.microsoft", "Gelu")] > 0 and ops[("", "Erf")] == 0
+    graph = onnx.load(str(path)).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    softmax_inputs = [producer[n.input[0]].op_type for n in graph.node if n.op_type == "Softmax"]
+    assert softmax_inputs and "Mul" not in softmax_inputs
+
+
+def _one_layer_core(layer, channels):
+    """tf2onnx of ``layer`` alone on ``(batch, time, channels)``: the proto and its I/O names."""
+    import tf2onnx
+
+    from kerasep.export.onnx.bridge import _lean_tf2onnx
+
+    signature = [tf.TensorSpec([None, None, channels], tf.float32, name="x")]
+
+    @tf.function(input_signature=signature)
+    def fn(x):
+        return tf.identity(layer(x), name="y")
+
+    with _lean_tf2onnx():
+        proto, _ = tf2onnx.convert.from_function(fn, input_signature=signature, opset=17)
+    return proto, proto.graph.input[0].name, proto.graph.output[0].name
+
+
+@pytest.mark.slow
+def test_fused_group_norm_is_accurate_on_long_rows():
+    """The fused one-group GroupNorm (fusions._fuse_group_norms) over the 8.26 M values of one
+    row, the size of the released model's first time-branch DConv norm (85995 steps x 96
+    channels): within 2e-6 of float64, where onnxruntime's own LayerNormalization (and
+    InstanceNormalization) over that row is off by about 1e-3 (its variance accumulates in
+    float32); and equal to the Keras layer."""
+    from onnx import TensorProto, helper
+
+    from kerasep.export.onnx.fusions import fuse_hybrid_core
+    from kerasep.layers.htdemucs_blocks import GroupNorm
+
+    channels = 96
+    layer = GroupNorm(1, epsilon=1e-5)
+    layer.build((None, None, channels))
+    rng = np.random.default_rng(3)
+    layer.set_weights([rng.uniform(0.5, 1.5, channels).astype(np.float32),
+                       rng.uniform(-0.2, 0.2, channels).astype(np.float32)])
+    proto, x_name, y_name = _one_layer_core(layer, channels)
+    proto, counts = fuse_hybrid_core(proto)
+    assert counts["GroupNorm"] == 1
+    assert [n.op_type for n in proto.graph.node].count("ReduceMean") == 0
+    x = (0.05 + 0.3 * rng.standard_normal((1, 85995, channels))).astype(np.float32)
+    gamma, beta = (w.astype(np.float64) for w in layer.get_weights())
+    xd = x.astype(np.float64)
+    exact = (xd - xd.mean()) / np.sqrt(xd.var() + 1e-5) * gamma + beta
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    fused = session.run(None, {x_name: x})[0]
+    assert np.max(np.abs(fused - exact)) / np.max(np.abs(exact)) < 2e-6
+    keras_out = np.asarray(layer(x))
+    assert np.max(np.abs(fused - keras_out)) / np.max(np.abs(keras_out)) < 2e-6
+
+    # what the fusion avoids: onnxruntime's LayerNormalization over the same row
+    n = x.size
+    ln = helper.make_model(helper.make_graph(
+        [helper.make_node("LayerNormalization", ["x", "g", "b"], ["y"], axis=1, epsilon=1e-5)], "ln",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])],
+        initializer=[helper.make_tensor("g", TensorProto.FLOAT, [n], np.ones(n, np.float32)),
+                     helper.make_tensor("b", TensorProto.FLOAT, [n], np.zeros(n, np.float32))]),
+        opset_imports=[helper.make_opsetid("", 17)])
+    plain = ort.InferenceSession(ln.SerializeToString(), providers=["CPUExecutionProvider"])
+    normalised = (xd - xd.mean()) / np.sqrt(xd.var() + 1e-5)
+    drift = np.max(np.abs(plain.run(None, {"x": x.reshape(1, n)})[0].reshape(x.shape) - normalised))
+    assert drift / np.max(np.abs(normalised)) > 1e-4
+
+
+@pytest.mark.slow
+def test_released_size_export_matches_keras(tmp_path):
+    """The released HT-Demucs layout (955717e8: 48 channels, bottom 512, 5 Transformer layers of
+    8 heads, 7.8 s segment; Keras-initialised weights) exported with every fusion, on one whole
+    segment of the real excerpt (tests/data/audio_example.mp3 looped): the spectrogram
+    normalisation over 2.75 M values, time-branch GroupNorms over 8.26 M. Within 1e-4 of Keras."""
+    from kerasep import audio
+
+    model = HTDemucs(targets=SOURCES, dconv_mode=3, bottom_channels=512, segment=7.8)
+    model.build((None, 2, None))
+    path = export.export(model, tmp_path / "released.onnx")
+    ops = _op_types(path)
+    assert ops[("", "LayerNormalization")] > 0 and ops[("com.microsoft", "Gelu")] > 0 and ops[("", "Erf")] == 0
+    mix = audio.load(Path(__file__).parents[1] / "data" / "audio_example.mp3", sample_rate=44100, nb_channels=2)
+    n = model.training_length
+    x = np.ascontiguousarray(np.tile(mix, (-(-n // mix.shape[0]), 1))[:n].T[None])
+    reference = {t: np.asarray(v) for t, v in model(x, training=False).items()}
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert _relative(reference, dict(zip(SOURCES, session.run(None, {"waveform": x})))) <= 1e-4

@@ -14,8 +14,10 @@ The exported graph, input ``waveform`` ``(batch, nb_channels, nb_timesteps)`` at
 3. the core (tf2onnx, :func:`_convert_hybrid_core`): ``{"waveform": (batch, nb_channels, P),
    "spectrogram": (batch, nb_channels, n_fft / 2, nb_frames, 2)}`` → ``{"spectrogram": (batch,
    S * nb_channels, n_fft / 2, nb_frames, 2), "waveform": (batch, S * nb_channels, P)}``, the
-   stems' channels source-major (``S = len(targets)``); its whole-tensor means are rewritten as
-   blocked sums (:func:`_blocked_means`: onnxruntime's own drift by ~1e-4 over a spectrogram);
+   stems' channels source-major (``S = len(targets)``); its GroupNorms, LayerNorms, GELUs and
+   attention scales written as fewer passes (:func:`kerasep.export.onnx.fusions.fuse_hybrid_core`),
+   the remaining whole-tensor means as blocked sums (:func:`_blocked_means`: onnxruntime's own
+   drift by ~1e-4 over a spectrogram);
 4. demucs' ``_ispec`` (:class:`~kerasep.layers.htdemucs_blocks.HTInverseSpectrogram`): two zero
    frames each side and a zero Nyquist bin restored, the imaginary part of the DC bin dropped
    (``torch.istft`` and TF's ``irfft`` ignore it; :func:`dsp._irfft` would not), inverse real FFT
@@ -30,6 +32,7 @@ import numpy as np
 
 from kerasep.export.onnx.bridge import _inline_external_tensors, _lean_tf2onnx
 from kerasep.export.onnx.dsp import _frames, _irfft, _overlap_add, _rfft
+from kerasep.export.onnx.fusions import MEAN_BLOCK, fuse_hybrid_core
 from kerasep.export.onnx.graph import _Graph, _onnx
 from kerasep.export.onnx.layouts import _finish
 from kerasep.export.onnx.rewrites import _to_float16, _to_int8
@@ -70,10 +73,6 @@ def _convert_hybrid_core(spec, opset):
     if None in (wave_in, spec_in):
         raise RuntimeError(f"cannot tell the hybrid core's inputs {inputs} apart")
     return proto, (wave_in, spec_in), tuple(outputs)  # outputs in fn's order
-
-
-#: Elements per partial sum of :func:`_blocked_means`.
-MEAN_BLOCK = 1024
 
 
 def _blocked_means(proto):
@@ -193,6 +192,7 @@ def _hybrid_graph(spec, opset, precision="float32"):
                                   f"found n_fft={n_fft}, hop_length={hop}")
     targets, nb_channels = list(spec["targets"]), int(spec["nb_channels"])
     core_proto, (wave_in, spec_in), (spec_out, wave_out) = _convert_hybrid_core(spec, opset)
+    core_proto, _ = fuse_hybrid_core(core_proto)
     core_proto = _blocked_means(core_proto)
     if precision == "float16":
         core_proto = _to_float16(core_proto)
