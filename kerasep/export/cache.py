@@ -30,6 +30,20 @@ def _versions():
     return versions
 
 
+#: Revisions of the exported ONNX graph per model family, in that family's cache records only
+#: (the other families' keys, and so their cached files, stay as they are): raised when the
+#: graph an export writes changes, so that a file an older exporter wrote is exported again.
+#: htdemucs 2: the fused norms, GELU and attention scales (kerasep.export.onnx.fusions).
+GRAPH_REVISIONS = {"htdemucs": 2}
+
+
+def _with_revision(record, families):
+    """``record`` plus ``graph_revision`` (the highest of ``families``' :data:`GRAPH_REVISIONS`)
+    where one of the families has a revision."""
+    revisions = [GRAPH_REVISIONS[f] for f in families if f in GRAPH_REVISIONS]
+    return dict(record, graph_revision=max(revisions)) if revisions else record
+
+
 def _keyed(record):
     text = json.dumps(record, sort_keys=True, default=str)
     return dict(record, key=hashlib.sha256(text.encode()).hexdigest()[:16])
@@ -44,7 +58,9 @@ def onnx_cache_record(name):
     entry = registry.MODELS[name]
     source = entry.get("weights")
     weights = dict(registry.weight_source(source)["files"]) if source else {}
-    return _keyed({"model": name, "entry": entry, "versions": _versions(), "weights_sha256": weights})
+    families = [entry.get("family")] + [m.get("family") for m in entry.get("members", [])]
+    return _keyed(_with_revision({"model": name, "entry": entry, "versions": _versions(), "weights_sha256": weights},
+                                 families))
 
 
 def file_cache_record(path):
@@ -53,7 +69,9 @@ def file_cache_record(path):
     from kerasep.zoo.weights import sha256sum
 
     path = Path(path)
-    return _keyed({"model": path.name, "versions": _versions(), "weights_sha256": {path.name: sha256sum(path)}})
+    record = {"model": path.name, "versions": _versions(), "weights_sha256": {path.name: sha256sum(path)}}
+    # a demucs .th file may hold an HT-Demucs: its revision applies (a Demucs v2 file is exported again once)
+    return _keyed(_with_revision(record, ["htdemucs"] if path.suffix == ".th" else []))
 
 
 def cache_path(record):
@@ -124,7 +142,11 @@ def model_record(model):
 
     name = model.zoo_name or type(model).__name__
     config = json.loads(json.dumps(model.get_config(), sort_keys=True, default=str))
-    return _keyed({"model": name, "config": config, "versions": _versions(), "weights_sha256": weights_sha256(model)})
+    from kerasep.zoo import registry
+
+    families = [f for f, target in registry.FAMILIES.items() if target.rsplit(":", 1)[1] == type(model).__name__]
+    return _keyed(_with_revision({"model": name, "config": config, "versions": _versions(),
+                                  "weights_sha256": weights_sha256(model)}, families))
 
 
 def cached_export(model, record=None, label=None):
