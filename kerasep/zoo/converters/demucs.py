@@ -117,6 +117,46 @@ def _class_name(klass):
     return repr(klass)
 
 
+def restricted_load(path, allowed, trust=False, names=""):
+    """``torch.load`` of the ``.th`` file ``path`` with every global it names standing in as an
+    inert record, provided all of them are in ``allowed`` (listed from the file without running
+    it); with ``trust``, the full unpickler for files that name anything else. ``names``: what
+    such files legitimately name, for the refusal message.
+
+    Raises FileNotFoundError, or UntrustedCheckpointError (the file names other code, or is not
+    a zip-format torch file whose globals can be listed, and ``trust`` is not given).
+    """
+    import torch
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"no such demucs checkpoint: {path}")
+    try:
+        needed = set(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+    except Exception as exc:  # not a zip-format torch file (legacy format or not torch at all)
+        needed, legacy_error = None, exc
+    unsafe = sorted(needed - set(allowed)) if needed is not None else None
+    if needed is not None and not unsafe:
+        stand_ins = [(_inert(name), name) for name in sorted(needed)]
+        try:
+            with torch.serialization.safe_globals(stand_ins):
+                return torch.load(str(path), map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            if not trust:
+                raise UntrustedCheckpointError(
+                    f"{path} cannot be read with the restricted unpickler ({exc}). "
+                    "Pass trust=True only if you trust where the file comes from."
+                ) from exc
+    elif not trust:
+        what = (f"it refers to code: {', '.join(unsafe)}" if unsafe
+                else f"its format cannot be inspected safely ({legacy_error})")
+        raise UntrustedCheckpointError(
+            f"refusing to load {path}: {what}. Loading it would execute that code. {names}Pass "
+            "trust=True (CLI/zoo: only for files from a source you trust) to load it anyway."
+        )
+    return torch.load(str(path), map_location="cpu", weights_only=False)
+
+
 def read_checkpoint(path, trust=False):
     """Read a demucs ``.th`` file without executing code from it (see the module doc).
 
@@ -132,39 +172,7 @@ def read_checkpoint(path, trust=False):
         FileNotFoundError; UntrustedCheckpointError (needs code execution, ``trust`` not given);
         ValueError (not a demucs checkpoint, or quantized).
     """
-    import torch
-
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"no such demucs checkpoint: {path}")
-    try:
-        needed = set(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
-    except Exception as exc:  # not a zip-format torch file (legacy format or not torch at all)
-        needed = None
-        legacy_error = exc
-    unsafe = sorted(needed - set(INERT_GLOBALS)) if needed is not None else None
-    if needed is not None and not unsafe:
-        stand_ins = [(_inert(name), name) for name in sorted(needed)]
-        try:
-            with torch.serialization.safe_globals(stand_ins):
-                obj = torch.load(str(path), map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc:
-            if not trust:
-                raise UntrustedCheckpointError(
-                    f"{path} cannot be read with the restricted unpickler ({exc}). "
-                    "Pass trust=True only if you trust where the file comes from."
-                ) from exc
-            obj = torch.load(str(path), map_location="cpu", weights_only=False)
-    elif trust:
-        obj = torch.load(str(path), map_location="cpu", weights_only=False)
-    else:
-        what = (f"it refers to code: {', '.join(unsafe)}" if unsafe
-                else f"its format cannot be inspected safely ({legacy_error})")
-        raise UntrustedCheckpointError(
-            f"refusing to load {path}: {what}. Loading it would execute that code. Pass "
-            "trust=True (CLI/zoo: only for files from a source you trust) to load it anyway."
-        )
-    return _as_package(obj, path)
+    return _as_package(restricted_load(path, INERT_GLOBALS, trust), path)
 
 
 def _as_package(obj, path):

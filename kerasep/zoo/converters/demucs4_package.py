@@ -73,38 +73,11 @@ def read_package(path, trust=False):
     (``Fraction`` values restored). Raises FileNotFoundError, UntrustedCheckpointError (the file
     names code; ``trust`` not given) or ValueError (not a demucs package, quantized).
     """
-    import pickle
+    from kerasep.zoo.converters.demucs import _as_package, restricted_load
 
-    import torch
-
-    from kerasep.zoo.converters.demucs import UntrustedCheckpointError, _as_package, _inert
-
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"no such demucs checkpoint: {path}")
-    needed = needed_globals(path)
-    allowed = set(_inert_globals())
-    unsafe = sorted(needed - allowed) if needed is not None else None
-    if needed is not None and not unsafe:
-        stand_ins = [(_inert(name), name) for name in sorted(needed)]
-        try:
-            with torch.serialization.safe_globals(stand_ins):
-                obj = torch.load(str(path), map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc:
-            if not trust:
-                raise UntrustedCheckpointError(
-                    f"{path} cannot be read with the restricted unpickler ({exc}). "
-                    "Pass trust=True only if you trust where the file comes from.") from exc
-            obj = torch.load(str(path), map_location="cpu", weights_only=False)
-    elif trust:
-        obj = torch.load(str(path), map_location="cpu", weights_only=False)
-    else:
-        what = (f"it refers to code: {', '.join(unsafe)}" if unsafe
-                else "it is not a zip-format PyTorch file, whose contents can be listed without running them")
-        raise UntrustedCheckpointError(
-            f"refusing to load {path}: {what}. Loading it would execute that code. A demucs 4 package "
-            f"names only {', '.join(DEMUCS4_CLASSES)} (as the model class) and {FRACTION} beside tensors. "
-            "Pass trust=True (only for files from a source you trust) to load it anyway.")
+    names = (f"A demucs 4 package names only {', '.join(DEMUCS4_CLASSES)} (as the model class) and {FRACTION} "
+             "beside tensors. ")
+    obj = restricted_load(path, _inert_globals(), trust, names)
     package = _as_package(obj, path)
     package["args"] = _restore(package["args"])
     package["kwargs"] = _restore(package["kwargs"])
