@@ -12,6 +12,13 @@ from kerasep.backend import keras, tf
 from kerasep.layers.stft import ISTFT, STFT
 
 
+def _fft_sizes(n_fft):
+    """``(n_fft, hop_length)`` of demucs' spectrogram: ``hop = n_fft // 4``."""
+    if n_fft % 4 or n_fft < 8:
+        raise ValueError(f"`n_fft` must be a multiple of 4 (>= 8). Received: n_fft={n_fft}")
+    return int(n_fft), int(n_fft) // 4
+
+
 @keras.saving.register_keras_serializable(package="kerasep")
 class HTSpectrogram(keras.layers.Layer):
     """HTDemucs' spectrogram (``HTDemucs._spec``): a normalised STFT whose frame ``k`` is centred
@@ -30,10 +37,7 @@ class HTSpectrogram(keras.layers.Layer):
 
     def __init__(self, n_fft=4096, **kwargs):
         super().__init__(**kwargs)
-        if n_fft % 4 or n_fft < 8:
-            raise ValueError(f"`n_fft` must be a multiple of 4 (>= 8). Received: n_fft={n_fft}")
-        self.n_fft = int(n_fft)
-        self.hop_length = self.n_fft // 4
+        self.n_fft, self.hop_length = _fft_sizes(n_fft)
         self.stft = STFT(self.n_fft, self.hop_length, padding="center", pad_mode="reflect",
                          nb_bins=self.n_fft // 2, dtype="float32", name="stft")
 
@@ -81,10 +85,7 @@ class HTInverseSpectrogram(keras.layers.Layer):
 
     def __init__(self, n_fft=4096, **kwargs):
         super().__init__(**kwargs)
-        if n_fft % 4 or n_fft < 8:
-            raise ValueError(f"`n_fft` must be a multiple of 4 (>= 8). Received: n_fft={n_fft}")
-        self.n_fft = int(n_fft)
-        self.hop_length = self.n_fft // 4
+        self.n_fft, self.hop_length = _fft_sizes(n_fft)
         self.istft = ISTFT(self.n_fft, self.hop_length, padding="center", dtype="float32", name="istft")
 
     def build(self, spec_shape=None, length_shape=None):
