@@ -150,7 +150,9 @@ def _openunmix(size):
 
     note = (f"random weights (seeded; openunmix has no fetchable weights here), hidden {hidden}, max_bin {max_bin}, "
             "converted by kerasep.zoo.converters.openunmix; openunmix's Separator runs the whole input at once")
-    return Family("openunmix", model, reference, note)
+    from stages_openunmix import openunmix_stages
+
+    return Family("openunmix", model, reference, note, functools.partial(openunmix_stages, model))
 
 
 # --- demucs v2: seeded random weights in demucs.demucs.Demucs, converted ---------------------------

@@ -27,7 +27,8 @@ reference several times; the thread count is printed).
 Printed: a markdown table (seconds = median of ``--repeats``, seconds per audio second, ratio
 reference/engine: > 1 means faster than the reference), and a per-stage profile of ours (TF):
 decode (the looped WAV read by ``kerasep.audio.load``), the separation split into STFT,
-network, masks and iSTFT where the family has those stages as layers (unet), and the write
+network, masks and iSTFT where the family has those stages as layers (unet; openunmix: STFT,
+network, Wiener, iSTFT and cross-fade on the chunks the default plan runs), and the write
 (16-bit WAV stems).
 
 Usage (from the repository root; the lead runs the long lengths on a quiet machine)::
