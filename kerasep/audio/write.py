@@ -38,26 +38,6 @@ __all__ = ["save", "save_blocks", "save_stems", "SAVE_FORMATS"]
 SAVE_FORMATS = {f".{name}": spec for name, spec in OUTPUT_FORMATS.items()}
 
 
-
-def _fsync_path(path: str, directory: bool = False) -> None:
-    if directory:
-        if os.name != "posix":
-            return  # directories cannot be opened for fsync on Windows
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            return
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass  # some filesystems refuse fsync on directories; the rename is still atomic
-        finally:
-            os.close(fd)
-        return
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
-
-
 def _exists_error(path: str) -> AudioError:
     return AudioError(
         f"{path}: file already exists; pass overwrite=True (--overwrite on the command line) "
