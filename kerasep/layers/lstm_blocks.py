@@ -128,4 +128,85 @@ def lstm_stack(x, hidden_size, nb_layers=3, unidirectional=False, dropout=0.4, n
     return x
 
 
-__all__ = ["CropBins", "BinAffine", "lstm_stack"]
+def lstm_stacks_inference(xs, models, nb_layers, unidirectional=False, name="lstm"):
+    """Inference of the :func:`lstm_stack` of several models at once, with their own weights.
+
+    Keras' LSTM on the TF CPU path steps through frames computing ``inputs @ kernel`` and
+    ``h @ recurrent_kernel`` at every frame, one loop per layer, direction and model. Here each
+    layer's input projections (``x @ kernel + bias``, every frame and direction of a model in
+    one matmul) are computed before the loop, and one loop steps every direction of every model
+    together: per frame one batched ``h @ recurrent_kernel`` over ``len(models) * directions``
+    cells. The same equations and weights as ``keras.layers.LSTM`` (gates ``i, f, c, o``,
+    sigmoid / tanh; the backward layer of a ``Bidirectional`` reads the frames reversed and its
+    outputs are reversed back), so the result matches the Keras layers up to float rounding.
+    Dropout between layers is the identity at inference.
+
+    Args:
+        xs: one ``(batch, nb_frames, features)`` tensor per model (same ``batch`` and
+            ``nb_frames``).
+        models: models holding the layers :func:`lstm_stack` made with prefix ``name``.
+        nb_layers, unidirectional: as given to :func:`lstm_stack`.
+
+    Returns:
+        one ``(batch, nb_frames, hidden_size)`` tensor per model.
+    """
+    from kerasep.backend import tf
+
+    for k in range(nb_layers):
+        layers = [m.get_layer(f"{name}{k}") for m in models]
+        if unidirectional:
+            directions = [[(layer, False)] for layer in layers]
+        else:
+            directions = [[(layer.forward_layer, False), (layer.backward_layer, True)] for layer in layers]
+        xs = _lstm_directions(tf, xs, directions)
+    return xs
+
+
+def _lstm_directions(tf, xs, directions):
+    """One layer of :func:`lstm_stacks_inference`: ``directions[j]`` lists ``(lstm_layer,
+    reverse)`` reading ``xs[j]``; returns, per model, its directions' outputs concatenated."""
+    for group in directions:
+        for layer, _ in group:
+            cell = layer.cell
+            names = (getattr(cell.activation, "__name__", None), getattr(cell.recurrent_activation, "__name__", None))
+            if names != ("tanh", "sigmoid"):
+                raise ValueError(f"{layer.name}: lstm_stacks_inference needs the activations ('tanh', 'sigmoid'); "
+                                 f"found {names}")
+            if not cell.use_bias:
+                raise ValueError(f"{layer.name}: lstm_stacks_inference needs a bias")
+    units = directions[0][0][0].cell.units
+    projections, kernels = [], []
+    for x, group in zip(xs, directions):
+        kernel = tf.concat([layer.cell.kernel for layer, _ in group], axis=1)
+        bias = tf.concat([layer.cell.bias for layer, _ in group], axis=0)
+        proj = tf.matmul(x, kernel) + bias  # (batch, nb_frames, len(group) * 4 * units)
+        for d, (layer, reverse) in enumerate(group):
+            z = proj[..., d * 4 * units : (d + 1) * 4 * units]
+            projections.append(tf.reverse(z, axis=[1]) if reverse else z)
+            kernels.append(layer.cell.recurrent_kernel)
+    proj = tf.transpose(tf.stack(projections), [2, 0, 1, 3])  # (nb_frames, cells, batch, 4 * units)
+    recurrent = tf.stack([tf.convert_to_tensor(k) for k in kernels])  # (cells, units, 4 * units)
+    nb_frames = tf.shape(proj)[0]
+    state = tf.zeros(tf.concat([tf.shape(proj)[1:3], [units]], axis=0), proj.dtype)
+
+    def step(t, h, c, outputs):
+        z = proj[t] + tf.matmul(h, recurrent)
+        i, f, g, o = tf.split(z, 4, axis=-1)
+        c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+        h = tf.sigmoid(o) * tf.tanh(c)
+        return t + 1, h, c, outputs.write(t, h)
+
+    outputs = tf.TensorArray(proj.dtype, size=nb_frames, element_shape=state.shape)
+    _, _, _, outputs = tf.while_loop(lambda t, *_: t < nb_frames, step, (0, state, state, outputs))
+    y = tf.transpose(outputs.stack(), [1, 2, 0, 3])  # (cells, batch, nb_frames, units)
+    results, cell = [], 0
+    for group in directions:
+        parts = []
+        for _, reverse in group:
+            parts.append(tf.reverse(y[cell], axis=[1]) if reverse else y[cell])
+            cell += 1
+        results.append(tf.concat(parts, axis=-1))
+    return results
+
+
+__all__ = ["CropBins", "BinAffine", "lstm_stack", "lstm_stacks_inference"]

@@ -16,7 +16,7 @@ Two faces, as for the U-Net:
 import numpy as np
 
 from kerasep.backend import keras, tf
-from kerasep.layers.lstm_blocks import BinAffine, CropBins, lstm_stack
+from kerasep.layers.lstm_blocks import BinAffine, CropBins, lstm_stack, lstm_stacks_inference
 from kerasep.layers.stft import ISTFT, STFT
 from kerasep.layers.wiener import WienerFilter
 from kerasep.models.separator import ChunkPolicy, Separator, TrainingFace, float32_twin
@@ -276,14 +276,50 @@ class OpenUnmixSeparator(Separator):
             model.build((None, self.nb_channels, None, self.nb_bins))
         super().build(input_shape)
 
-    def estimate_spectrograms(self, mix_magnitude, training=False):
+    def estimate_spectrograms(self, mix_magnitude, training=False, fused=None):
         """``(batch, nb_targets, nb_channels, nb_frames, nb_bins)`` target magnitudes for a mixture
-        magnitude ``(batch, nb_channels, nb_frames, nb_bins)``."""
+        magnitude ``(batch, nb_channels, nb_frames, nb_bins)``.
+
+        ``fused`` (default: when not training): run every target's LSTMs together
+        (:func:`~kerasep.layers.lstm_blocks.lstm_stacks_inference`: input projections before the
+        frame loop, one loop per layer for all targets and directions) instead of one Keras LSTM
+        loop per layer, direction and target; the same weights and equations. The ONNX export
+        traces the Keras layers (``fused=False``), which tf2onnx maps to ONNX LSTM nodes."""
+        if fused is None:
+            fused = not training
+        if fused:
+            if training:
+                raise ValueError("estimate_spectrograms: fused=True is inference only (training=False)")
+            return self._fused_estimates(mix_magnitude)
         estimates = []
         for t in self.targets:
             # one target after the other (not concurrently): bounded peak memory in graphs
             with tf.control_dependencies(estimates[-1:]):
                 estimates.append(self.target_models[t](tf.identity(mix_magnitude), training=training))
+        return tf.stack(estimates, axis=1)
+
+    def _fused_estimates(self, mix_magnitude):
+        """:meth:`estimate_spectrograms` at inference with the targets' LSTMs run together: each
+        target model's layers called in the order :func:`build_openunmix` chains them."""
+        models = [self.target_models[t] for t in self.targets]
+        frames_first, features = [], []
+        for m in models:
+            layer = m.get_layer
+            ff = layer("to_frames")(mix_magnitude)
+            x = layer("flatten")(layer("input_norm")(layer("crop")(ff)))
+            x = layer("tanh")(layer("bn1")(layer("fc1")(x), training=False))
+            frames_first.append(ff)
+            features.append(x)
+        lstm_out = lstm_stacks_inference(features, models, self.nb_layers, self.unidirectional, name="lstm")
+        estimates = []
+        for m, ff, x, h in zip(models, frames_first, features, lstm_out):
+            layer = m.get_layer
+            with tf.control_dependencies(estimates[-1:]):  # one target's wide layers at a time
+                x = layer("skip")([tf.identity(x), h])
+                x = layer("relu")(layer("bn2")(layer("fc2")(x), training=False))
+                x = layer("unflatten")(layer("bn3")(layer("fc3")(x), training=False))
+                mask = layer("mask")(layer("output_norm")(x))
+                estimates.append(layer("to_channels")(layer("apply_mask")([mask, ff])))
         return tf.stack(estimates, axis=1)
 
     @staticmethod
@@ -298,10 +334,11 @@ class OpenUnmixSeparator(Separator):
         imaginary parts (the training features)."""
         return _safe_sqrt(tf.square(tf.math.real(spec)) + tf.square(tf.math.imag(spec)))
 
-    def separate_stft(self, mix_stft, training=False):
+    def separate_stft(self, mix_stft, training=False, fused=None):
         """``(batch, nb_stems, nb_channels, nb_frames, nb_bins, 2)`` stem STFTs (targets, then the
-        residual) for a mixture STFT ``(batch, nb_channels, nb_frames, nb_bins, 2)``."""
-        estimates = self.estimate_spectrograms(self.mix_magnitude(mix_stft), training=training)
+        residual) for a mixture STFT ``(batch, nb_channels, nb_frames, nb_bins, 2)`` (``fused``:
+        see :meth:`estimate_spectrograms`)."""
+        estimates = self.estimate_spectrograms(self.mix_magnitude(mix_stft), training=training, fused=fused)
         return self.wiener(estimates, mix_stft)
 
     @property
@@ -376,7 +413,7 @@ class _SeparateSTFT(keras.layers.Layer):
         self.separator = separator
 
     def call(self, mix_stft):
-        spec = self.separator.separate_stft(mix_stft, training=False)
+        spec = self.separator.separate_stft(mix_stft, training=False, fused=False)
         return {stem: spec[:, j] for j, stem in enumerate(self.separator.wiener_stems)}
 
     def compute_output_shape(self, input_shape):
