@@ -5,11 +5,11 @@ and tf2onnx) can be imported and the model can be exported and run with its own 
 (:func:`kerasep.export.capability.onnx_problem`), else Keras. A model is exported once: the
 file is checked against the Keras model on a short probe
 (:func:`kerasep.export.capability.verify_export`) before it is cached, and its sha256 before
-each use. ``--shifts``, ``--downmix`` and ``--trust`` are Keras-only, so ``auto`` takes Keras
-with them.
+each use. ``--shifts`` and ``--trust`` are Keras-only, so ``auto`` takes Keras with them. Inputs
+the runner's soundfile reader cannot take (``.mp4``, ``.m4a``) and ``--downmix`` are decoded by
+ffmpeg into a disk-backed array and fed to the runner (``kerasep.cli.separate._run_onnx``).
 """
 import sys
-from pathlib import Path
 
 from kerasep.export.cache import (  # noqa: F401  (the CLI's names for them)
     BACKENDS, cache_path, cache_problem, export_to_cache, file_cache_record, onnx_engine, onnx_cache_record,
@@ -22,7 +22,7 @@ def say(args, message):
         print(message, file=sys.stderr)
 
 
-def auto_engine(args, load, files=()):
+def auto_engine(args, load):
     """``(session, model, reason)`` for ``--backend auto``: ``session`` an
     :class:`~kerasep.export.runner.OnnxSeparator` of a verified cached export, or None and
     ``model`` the loaded Keras separator with ``reason`` saying why ONNX was not taken
@@ -32,12 +32,4 @@ def auto_engine(args, load, files=()):
         return None, load(), "--trust loads the model in Keras"
     if args.shifts:
         return None, load(), "--shifts runs on the Keras backend only"
-    if args.downmix:
-        return None, load(), "--downmix runs on the Keras backend only"
-    from kerasep.export.runner import READABLE
-
-    # the runner decodes with soundfile only; the Keras path decodes anything ffmpeg reads
-    others = sorted({Path(f).suffix.lower() or "(no extension)" for f in files} - set(READABLE))
-    if others:
-        return None, load(), f"the ONNX runner cannot decode {', '.join(others)} inputs (soundfile); Keras decodes them with ffmpeg"
     return onnx_engine(args.model, args.weights, "auto", 0, load=lambda _: load())

@@ -172,7 +172,7 @@ def cmd_separate(args):
         return _fail(*error)
     try:
         if args.backend == "auto":
-            session, model, reason = auto_engine(args, lambda: _load_model(name, args), files)
+            session, model, reason = auto_engine(args, lambda: _load_model(name, args))
             if session is not None:
                 say(args, f"backend: onnx (onnxruntime; {session.path})")
                 return _run_onnx(args, files, session)
@@ -323,6 +323,14 @@ def _separate_onnx(args, files):
     return _run_onnx(args, files, path)
 
 
+def _decode_to_disk(tmp, downmix, path, sample_rate, nb_channels, allow_truncated):
+    """The runner's ``opener`` for inputs it cannot read itself: :func:`kerasep.diskaudio.decode_to_disk`."""
+    from kerasep import diskaudio
+
+    return diskaudio.decode_to_disk(path, tmp, sample_rate=sample_rate, nb_channels=nb_channels, downmix=downmix,
+                                    allow_truncated=allow_truncated)
+
+
 def _run_onnx(args, files, path):
     """Separate ``files`` with the ONNX file ``path`` (or an ``OnnxSeparator`` of it) in the
     TensorFlow-free runner."""
@@ -335,25 +343,40 @@ def _run_onnx(args, files, path):
     stems, error = _plan_stems(model.targets, files, args)
     if error:
         return _fail(*error)
+    from kerasep import audio
+
     failures = 0
     for inp in files:
         print(f"{inp}: separating", file=sys.stderr)  # as the Keras path names each input first
+        tmp = None
         try:
+            opener = None
+            if args.downmix or Path(inp).suffix.lower() not in runner.READABLE:
+                # what the runner's soundfile reader cannot take (.mp4, .m4a, more channels to mix
+                # down): decoded by ffmpeg into a disk-backed array, as on the Keras path
+                tmp = work_folder()
+                opener = functools.partial(_decode_to_disk, tmp, args.downmix)
             paths = runner.separate_file(model, inp, args.output, args.format, overwrite=args.overwrite,
                                          chunk_seconds=args.chunk_seconds, progress=not args.quiet,
                                          subtype=args.subtype, stems=args.stems, two_stems=args.two_stems,
                                          bitrate=args.bitrate, quality=args.quality,
-                                         allow_truncated=args.allow_truncated)
+                                         allow_truncated=args.allow_truncated, opener=opener)
             for path in paths.values():
                 print(f"  wrote {path}", file=sys.stderr)
         except runner.RunnerError as exc:
             words = _cli_words(exc)
-            if args.backend == "auto" and "channel(s) (or mono), found" in words:
-                words += "; pass --downmix to mix more channels down"  # the Keras backend does
+            if "channel(s) (or mono), found" in words:
+                words += "; pass --downmix to mix more channels down"
             print(f"kerasep separate: {words}", file=sys.stderr)
+            failures += 1
+        except audio.AudioError as exc:
+            print(f"kerasep separate: {_cli_words(exc)}", file=sys.stderr)
             failures += 1
         except OSError as exc:
             print(f"kerasep separate: {inp}: {runner.os_error_message(exc, exc.filename or args.output)}",
                   file=sys.stderr)
             failures += 1
+        finally:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
     return 1 if failures else 0

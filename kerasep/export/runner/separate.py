@@ -12,14 +12,17 @@ from .outputs import (OutputSet, check_free_space, check_subtype, encoder_option
 
 
 def separate_file(model, inp, outdir, fmt="wav", overwrite=False, chunk_seconds=None, progress=False,
-                  subtype=None, stems=None, two_stems=None, bitrate=None, quality=None, allow_truncated=False):
+                  subtype=None, stems=None, two_stems=None, bitrate=None, quality=None, allow_truncated=False,
+                  opener=None):
     """Separate one file into ``OUTDIR/<name>/<stem>.<fmt>``; returns ``{stem: path}``.
 
     ``fmt``: ``"wav"``, ``"flac"``, ``"mp3"`` or ``"ogg"``; ``subtype``: ``"PCM_16"``
     (default), ``"PCM_24"`` or (wav only) ``"FLOAT"``; PCM and lossy output is clipped to
     [-1, 1]. ``bitrate``, ``quality``: mp3/ogg encoder settings (:func:`encoder_options`).
     ``stems``, ``two_stems``: which stems to write (:func:`select_stems`; default all the
-    model's targets).
+    model's targets). ``opener``: ``opener(inp, sample_rate, nb_channels, allow_truncated)``
+    returning the input as a sliceable ``(nb_timesteps, nb_channels)`` float32 array, for formats
+    soundfile cannot read (default :func:`open_audio`).
 
     Every output is streamed to a temporary file beside its final name, and all are renamed
     into place together once every chunk is written (:class:`OutputSet`): a failure (a full
@@ -41,7 +44,7 @@ def separate_file(model, inp, outdir, fmt="wav", overwrite=False, chunk_seconds=
             anchor = anchor.parent
         if not anchor.is_dir():
             raise RunnerError(f"{p}: cannot write there, {anchor} is a file")
-    mix = open_audio(inp, model.sample_rate, model.nb_channels, allow_truncated)
+    mix = (opener or open_audio)(inp, model.sample_rate, model.nb_channels, allow_truncated)
     try:
         # the model's fixed input dimensions against what it will be fed: before any output folder
         model_check = getattr(model, "check_feed", None)
