@@ -26,6 +26,8 @@ Stereo as the checkpoints: channels are interleaved with frequencies (``'b s f t
 c'``), so a band of ``f`` frequencies has ``2 * f * nb_channels`` input features. Stems: the
 model returns ``{target: waveform}`` for the ``targets`` (MSST's ``num_stems`` heads, in order).
 """
+import functools
+
 import numpy as np
 
 from kerasep.backend import keras, tf
@@ -215,6 +217,8 @@ class _BandRoformer(Separator):
         any ``stft_hop_length`` (the released 441 samples with ``stft_n_fft`` 2048 included). A
         ``residual`` stem is the mixture's STFT minus the targets' (the inverse STFT is linear and
         inverts the STFT: the waveform difference of :meth:`call`)."""
+        from kerasep.export.onnx.attention import fuse_attention
+
         inputs = keras.Input((self.nb_channels, None, self.nb_bins, 2), name="mix_stft")
         outputs = _SeparateSTFT(self, name="separate_stft")(inputs)
         return {
@@ -238,6 +242,11 @@ class _BandRoformer(Separator):
             "chunk_segment": int(self.chunk_size),
             "chunk_overlap": 1.0 - 1.0 / self.num_overlap,
             "chunk_weighting": "faded",
+            # each attention as onnxruntime's MultiHeadAttention, not five operators over the whole
+            # score tensor (kerasep.export.onnx.attention; benchmarks/roformer_flops.py measures it)
+            "core_rewrites": [functools.partial(
+                fuse_attention, heads=self.heads, dim_head=self.dim_head,
+                expected=self.depth * (self.time_transformer_depth + self.freq_transformer_depth))],
         }
 
     def get_config(self):

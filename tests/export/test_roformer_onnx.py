@@ -131,3 +131,32 @@ def test_runner_cuts_roformer_exports_as_msst_demix(real_mixture, tmp_path, num_
     theirs = runner.separate_array(session, mix)
     rel = _rel(theirs, {k: np.asarray(v) for k, v in ours.items()})
     assert rel <= 1e-4, rel
+
+
+def test_attention_fused_in_export(real_mixture, monkeypatch):
+    """Each attention of the exported core is one ``com.microsoft.MultiHeadAttention``
+    (:func:`kerasep.export.onnx.attention.fuse_attention`), with the same outputs as the chain of
+    five operators tf2onnx writes; a converter output the rewrite does not recognise is an error."""
+    import onnxruntime as ort
+
+    from kerasep.export.onnx import attention
+    from kerasep.export.onnx.save import to_onnx
+
+    model = _model("bs")
+    x = np.ascontiguousarray(real_mixture[: 22050 + 37].T[None])
+
+    def run(proto):
+        session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        return dict(zip([o.name for o in session.get_outputs()], session.run(None, {"waveform": x})))
+
+    fused = to_onnx(model)
+    ops = [n.op_type for n in fused.graph.node]
+    assert ops.count("MultiHeadAttention") == 2 and "Softmax" not in ops  # depth 1: a time and a band attention
+    with monkeypatch.context() as m:
+        m.setattr(attention, "fuse_attention", lambda proto, **kwargs: proto)
+        plain = to_onnx(model)
+    assert [n.op_type for n in plain.graph.node].count("Softmax") == 2
+    assert _rel(run(fused), run(plain)) <= 1e-5
+
+    with pytest.raises(RuntimeError, match="found 2 attention blocks in the converted core, expected 3"):
+        attention.fuse_attention(plain, heads=2, dim_head=8, expected=3)

@@ -37,6 +37,8 @@ One concern a module:
   version-guarded patch of tf2onnx internals (:class:`UnsupportedVersionError` outside the
   versions it was written for);
 - :mod:`~kerasep.export.onnx.rewrites`: sub-pixel ``ConvTranspose`` rewrite, float16 and int8;
+- :mod:`~kerasep.export.onnx.attention`: attention chains as onnxruntime's ``MultiHeadAttention``
+  (the RoFormers' ``core_rewrites``);
 - :mod:`~kerasep.export.onnx.layouts`: the whole graph for each layout (spectral, patch stream,
   waveform); :mod:`~kerasep.export.onnx.hybrid`: the ``"hybrid"`` layout (HT-Demucs: demucs'
   spectrogram pair in ONNX operators around a two-input, two-output core);

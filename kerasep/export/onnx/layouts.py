@@ -34,6 +34,9 @@ def _spectral_graph(spec, opset, precision="float32"):
 
     stream = spec["core_layout"] == "patches" and spec["padding"] == "spleeter"
     core_proto, core_in, core_outs = _convert_core(spec, opset, nchw=stream)
+    if precision != "float16":  # float32 rewrites (the float16 conversion knows standard operators only)
+        for rewrite in spec.get("core_rewrites", ()):
+            core_proto = rewrite(core_proto)
     if precision == "float16":
         # Only the network goes to float16 (float32 in/out); the FFTs, masks and overlap-add
         # stay float32 (they need the accuracy).
