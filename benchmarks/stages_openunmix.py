@@ -4,7 +4,8 @@
 runs (the model's ``chunking`` policy through ``plan_chunks``: chunk, context and Wiener-window
 alignment as the default ``kerasep separate``), each stage as its own ``tf.function`` with a
 dynamic-length signature (one trace for every chunk length, as the chunked path's): STFT, network
-(magnitude and every target's spectrogram model, the BLSTMs), Wiener (EM on the model's windows),
+(magnitude and every target's spectrogram model, the BLSTMs), Wiener (EM on the model's windows,
+XLA-compiled as in ``separate_stft``),
 iSTFT (every stem), and the cross-fade of the chunk outputs in numpy. The stage sum is
 comparable with the ``separate`` row printed under it; the difference is the cost of running the
 stages as one graph.
@@ -31,7 +32,7 @@ def openunmix_stages(model, mix):
     stft = tf.function(model.stft, input_signature=[tf.TensorSpec((None, c, None), tf.float32)])
     network = tf.function(lambda spec: model.estimate_spectrograms(model.mix_magnitude(spec)),
                           input_signature=[tf.TensorSpec((None, c, None, f, 2), tf.float32)])
-    wiener = tf.function(model.wiener, input_signature=[
+    wiener = tf.function(lambda est, spec: model.wiener(est, spec, jit_compile=True), input_signature=[
         tf.TensorSpec((None, len(model.targets), c, None, f), tf.float32),
         tf.TensorSpec((None, c, None, f, 2), tf.float32)])
     istft = tf.function(lambda spec, x: model.istft(spec, length=x), input_signature=[

@@ -336,10 +336,15 @@ class OpenUnmixSeparator(Separator):
 
     def separate_stft(self, mix_stft, training=False, fused=None):
         """``(batch, nb_stems, nb_channels, nb_frames, nb_bins, 2)`` stem STFTs (targets, then the
-        residual) for a mixture STFT ``(batch, nb_channels, nb_frames, nb_bins, 2)`` (``fused``:
-        see :meth:`estimate_spectrograms`)."""
+        residual) for a mixture STFT ``(batch, nb_channels, nb_frames, nb_bins, 2)``.
+
+        ``fused`` (default: when not training): the inference graph, :meth:`estimate_spectrograms`
+        with ``fused=True`` and the Wiener windows XLA-compiled (``WienerFilter(...,
+        jit_compile=True)``); ``False``: plain Keras layers and TF ops (the ONNX export)."""
+        if fused is None:
+            fused = not training
         estimates = self.estimate_spectrograms(self.mix_magnitude(mix_stft), training=training, fused=fused)
-        return self.wiener(estimates, mix_stft)
+        return self.wiener(estimates, mix_stft, jit_compile=bool(fused))
 
     @property
     def wiener_stems(self):

@@ -84,6 +84,21 @@ def test_target_model_matches_openunmix(nb_layers, unidirectional, max_bin, chan
     assert np.abs(got - want).max() / np.abs(want).max() < 1e-5
 
 
+@pytest.mark.parametrize("unidirectional,nb_layers,channels", [(False, 3, 2), (True, 2, 1)])
+def test_fused_lstms_match_the_keras_layers(unidirectional, nb_layers, channels):
+    """Inference's lstm_stacks_inference (every target's LSTMs in one loop per layer) against
+    the Keras layers it reads its weights from (what training and the ONNX export run)."""
+    models = torch_models(["vocals", "drums", "bass"], 129, channels, 16, nb_layers, 100, unidirectional)
+    ours = ours_from(models)
+    mag = np.abs(np.random.RandomState(3).randn(2, channels, 23, 129) * 2).astype("float32")
+    want = tf.function(lambda x: ours.estimate_spectrograms(x, fused=False))(mag).numpy()
+    got = tf.function(lambda x: ours.estimate_spectrograms(x, fused=True))(mag).numpy()
+    assert np.abs(want).max() > 0
+    assert np.abs(got - want).max() / np.abs(want).max() < 1e-6
+    with pytest.raises(ValueError, match="inference only"):
+        ours.estimate_spectrograms(mag, training=True, fused=True)
+
+
 @pytest.mark.parametrize(
     "niter,softmask,residual,win",
     [(1, False, True, 16), (2, True, False, None)],
