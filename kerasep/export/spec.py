@@ -27,8 +27,9 @@ Spectral models (``"kind": "spectral"``) — STFT → magnitude → core → mas
   ``(batch, nb_channels, nb_frames, nb_bins, 2)``, inverted as is).
 - ``targets`` (every core output, in order), ``output_targets`` (the stems the export returns).
 - ``core_rewrites`` (optional): functions ``ModelProto -> ModelProto`` applied in order to the
-  converted float32 core (and before int8 quantisation; not at float16), e.g. the RoFormers'
-  fused attention (:func:`kerasep.export.onnx.attention.fuse_attention`).
+  converted core of a float32 export (not at float16 or int8: their converters know standard
+  operators only), e.g. the RoFormers' fused attention
+  (:func:`kerasep.export.onnx.attention.fuse_attention`).
 
 Waveform models (``"kind": "waveform"``, e.g. Demucs): the whole Keras model is converted by
 tf2onnx; it must not use RFFT/IRFFT ops (tf2onnx cannot convert an inverse STFT).

@@ -242,8 +242,8 @@ class _BandRoformer(Separator):
             "chunk_segment": int(self.chunk_size),
             "chunk_overlap": 1.0 - 1.0 / self.num_overlap,
             "chunk_weighting": "faded",
-            # each attention as onnxruntime's MultiHeadAttention, not five operators over the whole
-            # score tensor (kerasep.export.onnx.attention; benchmarks/roformer_flops.py measures it)
+            # float32 exports: each attention as onnxruntime's MultiHeadAttention, not five operators
+            # over the whole score tensor (kerasep.export.onnx.attention; benchmarks/roformer_flops.py)
             "core_rewrites": [functools.partial(
                 fuse_attention, heads=self.heads, dim_head=self.dim_head,
                 expected=self.depth * (self.time_transformer_depth + self.freq_transformer_depth))],

@@ -34,7 +34,7 @@ def _spectral_graph(spec, opset, precision="float32"):
 
     stream = spec["core_layout"] == "patches" and spec["padding"] == "spleeter"
     core_proto, core_in, core_outs = _convert_core(spec, opset, nchw=stream)
-    if precision != "float16":  # float32 rewrites (the float16 conversion knows standard operators only)
+    if precision == "float32":  # the float16 and int8 conversions know standard operators only
         for rewrite in spec.get("core_rewrites", ()):
             core_proto = rewrite(core_proto)
     if precision == "float16":
