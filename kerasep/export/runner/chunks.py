@@ -15,14 +15,22 @@ from .common import DEFAULT_CHUNK_SECONDS, DEFAULT_CONTEXT_SECONDS, DEFAULT_CROS
 def plan_chunks(nb_timesteps, chunk, context, alignment=1):
     """``[(keep_start, keep_end, in_start, in_end)]``: the model sees ``[in_start, in_end)`` and
     ``[keep_start, keep_end)`` of its output is kept. ``chunk`` and ``context`` are rounded up to
-    multiples of ``alignment``."""
+    multiples of ``alignment``.
+
+    No model input is longer than ``chunk + 2 * context`` (a middle chunk with its context on both
+    sides), which bounds memory. The first and the last chunk have context on one side only, so
+    they keep ``chunk + context`` samples instead of ``chunk`` (an input of up to ``chunk + 2 *
+    context`` samples is one chunk): fewer chunk borders, whose context is computed twice."""
     alignment = max(1, int(alignment))
     chunk = max(alignment, -(-int(chunk) // alignment) * alignment)
     context = -(-int(context) // alignment) * alignment
     plan = []
-    for start in range(0, nb_timesteps, chunk):
-        end = min(start + chunk, nb_timesteps)
+    start = 0
+    while start < nb_timesteps:
+        last = nb_timesteps - start <= chunk + context + (context if start == 0 else 0)
+        end = nb_timesteps if last else start + chunk + (context if start == 0 else 0)
         plan.append((start, end, max(0, start - context), min(nb_timesteps, end + context)))
+        start = end
     return plan
 
 
