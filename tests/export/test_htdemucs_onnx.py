@@ -209,7 +209,8 @@ def test_hybrid_export_is_fused(tiny_export):
     """kerasep/export/onnx/fusions.py on the tiny model's file (whose parity the tests above
     check): every one-group GroupNorm written as ReduceSumSquare statistics, every LayerNorm as
     LayerNormalization, every GELU as com.microsoft:Gelu (no Erf left), every attention scale on
-    the queries (no scalar Mul before a Softmax)."""
+    the queries (no scalar Mul before a Softmax), 1 x 1 Convs as MatMuls, Conv1D biases inside
+    the Conv."""
     import onnx
 
     from kerasep.backend import keras
@@ -226,6 +227,17 @@ def test_hybrid_export_is_fused(tiny_export):
     producer = {o: n for n in graph.node for o in n.output}
     softmax_inputs = [producer[n.input[0]].op_type for n in graph.node if n.op_type == "Softmax"]
     assert softmax_inputs and "Mul" not in softmax_inputs
+    # 1 x 1 convolutions between layout transposes are MatMuls on the channels-last tensors (on
+    # a 1-channel input tf2onnx writes that transpose as a Reshape: such ones stay); every Conv
+    # carries its bias
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    pointwise = [n for n in convs if [list(a.ints) for a in n.attribute if a.name == "kernel_shape"] == [[1, 1]]]
+    assert convs and not [n for n in pointwise if producer[n.input[0]].op_type == "Transpose"]
+    inits = {i.name for i in graph.initializer}
+    for n in graph.node:  # no bias added after a Conv1D's Squeeze
+        if n.op_type == "Add" and n.input[1] in inits and n.input[0] in producer:
+            squeeze = producer[n.input[0]]
+            assert not (squeeze.op_type == "Squeeze" and producer.get(squeeze.input[0]) in convs), n.name
 
 
 def _one_layer_core(layer, channels):

@@ -17,6 +17,10 @@ tf2onnx spells out op by op, each written again as fewer passes over its tensor.
 - the attention scores' scale, a scalar ``Mul`` on the ``(batch, heads, queries, keys)``
   product, moved onto the matrix product's first operand (the queries, ``keys / head_dim``
   times fewer values).
+- convolutions: a ``Conv1D``'s bias, which tf2onnx adds after its ``Squeeze``, into the
+  ``Conv`` (:func:`_fold_conv_biases`); 1 x 1 convolutions (DConv's second, the encoders'
+  ``rewrite``) as ``MatMul`` on the channels-last tensor, without the layout transposes and
+  onnxruntime's blocked-layout reorders around them (:func:`_pointwise_convs_as_matmuls`).
 
 Each rewrite matches its pattern node by node (operator types, constants, the data path) and
 leaves anything else as it was; what the rewritten nodes no longer need is dropped. Exact up to
@@ -386,10 +390,101 @@ def _fold_attention_scales(net):
     return done
 
 
+def _fold_conv_biases(net):
+    """``Add(Squeeze(Conv(x, w), axes=[2]), b)``, ``b`` a per-output-channel constant ``(1, O, 1)``
+    or ``(O, 1)``, → ``Squeeze(Conv(x, w, b))`` (tf2onnx writes a Keras ``Conv1D`` as a 2-D
+    ``Conv`` between ``Unsqueeze`` and ``Squeeze``, its bias after the ``Squeeze``, where
+    onnxruntime's Conv + Add fusion does not see it). Returns the number rewritten."""
+    done = 0
+    for add in list(net.graph.node):
+        if add.op_type != "Add":
+            continue
+        squeezed, bias = net.split(add)
+        squeeze = net.made_by(squeezed, "Squeeze") if squeezed else None
+        if squeeze is None or bias is None or net.only_use(squeezed) is not add:
+            continue
+        axes = net.const(squeeze.input[1]) if len(squeeze.input) > 1 else _attr(squeeze, "axes")
+        conv = net.made_by(squeeze.input[0], "Conv")
+        if conv is None or axes is None or list(np.ravel(axes) % 4) != [2] or len(conv.input) != 2:
+            continue
+        if net.only_use(conv.output[0]) is not squeeze:
+            continue
+        w = net.const(conv.input[1])
+        if w is None or w.ndim != 4 or bias.shape not in ((1, w.shape[0], 1), (w.shape[0], 1)):
+            continue
+        conv.input.append(net.add_const(bias.reshape(w.shape[0]).astype(np.float32), "conv_bias"))
+        net.replace(add.output[0], squeeze.output[0])
+        done += 1
+    return done
+
+
+def _pointwise_convs_as_matmuls(net):
+    """A 1 x 1 ``Conv`` that tf2onnx put between layout transposes, channels-last ``x`` in and
+    out, → ``MatMul(x, w^T) + b``: ``Transpose(Unsqueeze(x, [1]), [0, 3, 1, 2])`` → ``Conv`` →
+    ``Squeeze([2])`` → ``Transpose([0, 2, 1])`` (a ``Conv1D``, ``x`` ``(batch, time, C)``), or
+    ``Transpose(x, [0, 3, 1, 2])`` → ``Conv`` → ``Transpose([0, 2, 3, 1])`` (a ``Conv2D``). The
+    two transposes, onnxruntime's blocked-layout reorders around the convolution and the
+    ``Squeeze`` go. Returns the number rewritten."""
+    done = 0
+    for conv in list(net.graph.node):
+        if conv.op_type != "Conv" or len(conv.input) not in (2, 3):
+            continue
+        w = net.const(conv.input[1])
+        if w is None or w.ndim != 4 or w.shape[2:] != (1, 1) or _attr(conv, "group", 1) != 1:
+            continue
+        if any(v != 1 for v in list(_attr(conv, "strides", [1, 1])) + list(_attr(conv, "dilations", [1, 1]))):
+            continue
+        if any(_attr(conv, "pads", [0, 0, 0, 0])):  # (auto_pad pads a 1 x 1, stride-1 kernel by nothing)
+            continue
+        bias = net.const(conv.input[2]) if len(conv.input) == 3 else None
+        if len(conv.input) == 3 and bias is None:
+            continue
+        before = net.made_by(conv.input[0], "Transpose")
+        if before is None or list(_attr(before, "perm", [])) != [0, 3, 1, 2]:
+            continue
+        def readers(name, perm):
+            """The transpose back to channels-last among ``name``'s readers, and its ``Shape``
+            readers (whole shapes only), or ``(None, None)`` when it has any other reader."""
+            found = net.consumers.get(name, [])
+            back = [n for n in found if n.op_type == "Transpose" and list(_attr(n, "perm", [])) == perm]
+            shapes = [n for n in found if n.op_type == "Shape" and not n.attribute]
+            if name in net.outputs or len(back) != 1 or len(back) + len(shapes) != len(found):
+                return None, None
+            return back[0], shapes
+
+        x, back, shapes, to_first = None, None, None, None
+        found = net.consumers.get(conv.output[0], [])
+        if len(found) == 1 and found[0].op_type == "Squeeze" and conv.output[0] not in net.outputs:
+            squeeze = found[0]
+            axes = net.const(squeeze.input[1]) if len(squeeze.input) > 1 else _attr(squeeze, "axes")
+            unsqueeze = net.made_by(before.input[0], "Unsqueeze")
+            u_axes = unsqueeze and (net.const(unsqueeze.input[1]) if len(unsqueeze.input) > 1
+                                    else _attr(unsqueeze, "axes"))
+            # axes of the rank-4 tensor, as tf2onnx writes them (2 or -2; 1 or -3)
+            if (axes is not None and list(np.ravel(axes) % 4) == [2] and u_axes is not None
+                    and list(np.ravel(u_axes) % 4) == [1]):
+                back, shapes = readers(squeeze.output[0], [0, 2, 1])
+                x, to_first = unsqueeze.input[0], [0, 2, 1]
+        else:
+            back, shapes = readers(conv.output[0], [0, 2, 3, 1])
+            x, to_first = before.input[0], [0, 3, 1, 2]
+        if back is None:
+            continue
+        y = net.op(back, "MatMul", x, net.add_const(np.ascontiguousarray(w[:, :, 0, 0].T).astype(np.float32), "pointwise"))
+        if bias is not None:
+            y = net.op(back, "Add", y, net.add_const(bias.reshape(-1).astype(np.float32), "pointwise_bias"))
+        net.replace(back.output[0], y)
+        for shape in shapes:  # the channels-first shape, from the result's
+            net.replace(shape.output[0], net.op(back, "Gather", net.op(back, "Shape", y),
+                                                net.add_const(np.array(to_first, np.int64), "to_first"), axis=0))
+        done += 1
+    return done
+
+
 def fuse_hybrid_core(proto):
     """The fusions of the module docstring on a tf2onnx core ``proto`` (changed in place).
     Returns ``(proto, counts)``, ``counts`` ``{"GroupNorm": n, "LayerNormalization": n,
-    "Gelu": n, "attention scale": n}``."""
+    "Gelu": n, "attention scale": n, "conv bias": n, "pointwise conv": n}``."""
     from onnx import helper, shape_inference
 
     inferred = shape_inference.infer_shapes(proto)
@@ -405,6 +500,10 @@ def fuse_hybrid_core(proto):
     net = _Net(proto, "fused/gelu")
     counts["Gelu"] = _fuse_gelus(net)
     counts["attention scale"] = _fold_attention_scales(net)
+    counts["conv bias"] = _fold_conv_biases(net)
+    net.commit()
+    net = _Net(proto, "fused/pointwise")
+    counts["pointwise conv"] = _pointwise_convs_as_matmuls(net)
     net.commit()
     if counts["Gelu"] and not any(o.domain == MS_DOMAIN for o in proto.opset_import):
         proto.opset_import.append(helper.make_opsetid(MS_DOMAIN, 1))
