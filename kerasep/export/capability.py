@@ -83,8 +83,11 @@ def _graph_ops(model):
     (functions called from it included)."""
     from kerasep.backend import tf
 
+    from kerasep.layers.lstm_blocks import keras_lstm_graphs
+
     spec = tf.TensorSpec((1, model.nb_channels, None), tf.float32, name="waveform")
-    graph = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec).graph
+    with keras_lstm_graphs():  # the graph the export converts
+        graph = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec).graph
     ops = {op.type for op in graph.get_operations()}
     for fn in graph.as_graph_def().library.function:
         ops.update(node.op for node in fn.node_def)

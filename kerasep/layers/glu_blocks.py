@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from kerasep.backend import keras, tf
+from kerasep.layers.lstm_blocks import fused_lstms, lstm_directions_inference
 
 ACTIVATIONS = ("relu", "gelu")
 
@@ -349,7 +350,10 @@ class BLSTM(keras.layers.Layer):
     Input/output shape: ``(batch, nb_frames, dim)``.
 
     Sublayers: ``lstm_{i}`` (``keras.layers.Bidirectional``, concatenated forward/backward
-    outputs) and ``linear``.
+    outputs) and ``linear``. At inference the LSTMs' weights run through
+    :func:`~kerasep.layers.lstm_blocks.lstm_directions_inference` (input projections in one matmul,
+    both directions in one frame loop), except inside
+    :func:`~kerasep.layers.lstm_blocks.keras_lstm_graphs` (the ONNX export).
     """
 
     def __init__(self, dim, layers=2, **kwargs):
@@ -371,9 +375,13 @@ class BLSTM(keras.layers.Layer):
         self.linear.build((None, None, 2 * self.dim))
         self.built = True
 
-    def call(self, x):
-        for lstm in self.lstms:
-            x = lstm(x)
+    def call(self, x, training=False):
+        if fused_lstms(training):  # inference: input projections before the loop, both directions in one
+            for lstm in self.lstms:
+                x = lstm_directions_inference([x], [[(lstm.forward_layer, False), (lstm.backward_layer, True)]])[0]
+        else:
+            for lstm in self.lstms:
+                x = lstm(x, training=training)
         return self.linear(x)
 
     def get_config(self):

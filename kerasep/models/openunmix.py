@@ -16,7 +16,7 @@ Two faces, as for the U-Net:
 import numpy as np
 
 from kerasep.backend import keras, tf
-from kerasep.layers.lstm_blocks import BinAffine, CropBins, lstm_stack, lstm_stacks_inference
+from kerasep.layers.lstm_blocks import BinAffine, CropBins, fused_lstms, lstm_stack, lstm_stacks_inference
 from kerasep.layers.stft import ISTFT, STFT
 from kerasep.layers.wiener import WienerFilter
 from kerasep.models.separator import ChunkPolicy, Separator, TrainingFace, float32_twin
@@ -280,13 +280,14 @@ class OpenUnmixSeparator(Separator):
         """``(batch, nb_targets, nb_channels, nb_frames, nb_bins)`` target magnitudes for a mixture
         magnitude ``(batch, nb_channels, nb_frames, nb_bins)``.
 
-        ``fused`` (default: when not training): run every target's LSTMs together
+        ``fused`` (default: when not training, outside
+        :func:`~kerasep.layers.lstm_blocks.keras_lstm_graphs`): run every target's LSTMs together
         (:func:`~kerasep.layers.lstm_blocks.lstm_stacks_inference`: input projections before the
         frame loop, one loop per layer for all targets and directions) instead of one Keras LSTM
         loop per layer, direction and target; the same weights and equations. The ONNX export
         traces the Keras layers (``fused=False``), which tf2onnx maps to ONNX LSTM nodes."""
         if fused is None:
-            fused = not training
+            fused = fused_lstms(training)
         if fused:
             if training:
                 raise ValueError("estimate_spectrograms: fused=True is inference only (training=False)")
@@ -338,11 +339,11 @@ class OpenUnmixSeparator(Separator):
         """``(batch, nb_stems, nb_channels, nb_frames, nb_bins, 2)`` stem STFTs (targets, then the
         residual) for a mixture STFT ``(batch, nb_channels, nb_frames, nb_bins, 2)``.
 
-        ``fused`` (default: when not training): the inference graph, :meth:`estimate_spectrograms`
+        ``fused`` (default: as :meth:`estimate_spectrograms`): the inference graph, :meth:`estimate_spectrograms`
         with ``fused=True`` and the Wiener windows XLA-compiled (``WienerFilter(...,
         jit_compile=True)``); ``False``: plain Keras layers and TF ops (the ONNX export)."""
         if fused is None:
-            fused = not training
+            fused = fused_lstms(training)
         estimates = self.estimate_spectrograms(self.mix_magnitude(mix_stft), training=training, fused=fused)
         return self.wiener(estimates, mix_stft, jit_compile=bool(fused))
 

@@ -33,7 +33,10 @@ def to_onnx(model, precision="float32", opset=OPSET):
 
         proto = _hybrid_graph(spec, opset, precision)
     else:
-        proto = _waveform_graph(model, spec, opset)
+        from kerasep.layers.lstm_blocks import keras_lstm_graphs
+
+        with keras_lstm_graphs():  # Keras' LSTM loops, which tf2onnx turns into ONNX LSTM nodes
+            proto = _waveform_graph(model, spec, opset)
         if precision == "float16":
             proto = _to_float16(proto)
         elif precision == "int8":
