@@ -323,3 +323,17 @@ def test_released_size_export_matches_keras(tmp_path):
     reference = {t: np.asarray(v) for t, v in model(x, training=False).items()}
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert _relative(reference, dict(zip(SOURCES, session.run(None, {"waveform": x})))) <= 1e-4
+
+
+@pytest.mark.slow
+def test_hybrid_int8_export_is_not_fused(tmp_path, real_mixture):
+    """The int8 export quantises the unfused core (onnxruntime.quantization's type inference
+    stops at com.microsoft:Gelu): it loads, runs, and stays near the Keras model."""
+    model = _tiny()
+    path = export.export(model, tmp_path / "tiny_int8.onnx", precision="int8")
+    ops = _op_types(path)
+    assert ops[("com.microsoft", "Gelu")] == 0 and ops[("", "Erf")] > 0
+    x = np.ascontiguousarray(real_mixture.T[None, :, :44100])
+    reference = {t: np.asarray(v) for t, v in model(x, training=False).items()}
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert _relative(reference, dict(zip(SOURCES, session.run(None, {"waveform": x})))) < 0.05

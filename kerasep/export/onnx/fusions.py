@@ -333,7 +333,9 @@ def _fuse_gelus(net):
         scaled = net.made_by(erf.input[0], "Mul")
         arg, inv_sqrt2 = net.split(scaled) if scaled else (None, None)
         neg = net.made_by(arg, "Neg") if arg else None
-        if neg is None or inv_sqrt2 is None or inv_sqrt2.size != 1 or abs(float(inv_sqrt2.reshape(())) - 0.5 ** 0.5) > 1e-6:
+        if neg is None or inv_sqrt2 is None or inv_sqrt2.size != 1:
+            continue
+        if abs(float(inv_sqrt2.reshape(())) - 0.5 ** 0.5) > 1e-6:
             continue
         x = neg.input[0]
         erfc = net.only_use(erf.output[0])
@@ -470,7 +472,8 @@ def _pointwise_convs_as_matmuls(net):
             x, to_first = before.input[0], [0, 3, 1, 2]
         if back is None:
             continue
-        y = net.op(back, "MatMul", x, net.add_const(np.ascontiguousarray(w[:, :, 0, 0].T).astype(np.float32), "pointwise"))
+        weight = np.ascontiguousarray(w[:, :, 0, 0].T).astype(np.float32)  # (C, O)
+        y = net.op(back, "MatMul", x, net.add_const(weight, "pointwise"))
         if bias is not None:
             y = net.op(back, "Add", y, net.add_const(bias.reshape(-1).astype(np.float32), "pointwise_bias"))
         net.replace(back.output[0], y)

@@ -14,8 +14,9 @@ The exported graph, input ``waveform`` ``(batch, nb_channels, nb_timesteps)`` at
 3. the core (tf2onnx, :func:`_convert_hybrid_core`): ``{"waveform": (batch, nb_channels, P),
    "spectrogram": (batch, nb_channels, n_fft / 2, nb_frames, 2)}`` → ``{"spectrogram": (batch,
    S * nb_channels, n_fft / 2, nb_frames, 2), "waveform": (batch, S * nb_channels, P)}``, the
-   stems' channels source-major (``S = len(targets)``); its GroupNorms, LayerNorms, GELUs and
-   attention scales written as fewer passes (:func:`kerasep.export.onnx.fusions.fuse_hybrid_core`),
+   stems' channels source-major (``S = len(targets)``); at float32 its GroupNorms, LayerNorms,
+   GELUs, attention scales and pointwise convolutions written as fewer passes
+   (:func:`kerasep.export.onnx.fusions.fuse_hybrid_core`),
    the remaining whole-tensor means as blocked sums (:func:`_blocked_means`: onnxruntime's own
    drift by ~1e-4 over a spectrogram);
 4. demucs' ``_ispec`` (:class:`~kerasep.layers.htdemucs_blocks.HTInverseSpectrogram`): two zero
@@ -192,7 +193,10 @@ def _hybrid_graph(spec, opset, precision="float32"):
                                   f"found n_fft={n_fft}, hop_length={hop}")
     targets, nb_channels = list(spec["targets"]), int(spec["nb_channels"])
     core_proto, (wave_in, spec_in), (spec_out, wave_out) = _convert_hybrid_core(spec, opset)
-    core_proto, _ = fuse_hybrid_core(core_proto)
+    if precision == "float32":
+        # not before the reduced-precision conversions: quantize_dynamic's type inference stops
+        # at the com.microsoft Gelu (int8 failed), float16 is not converted op by op for them
+        core_proto, _ = fuse_hybrid_core(core_proto)
     core_proto = _blocked_means(core_proto)
     if precision == "float16":
         core_proto = _to_float16(core_proto)
