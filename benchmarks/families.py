@@ -33,6 +33,9 @@ class Family:
     stages: Optional[Callable] = None
     #: other engines with the same weights, ``{engine: fn(mix) -> {stem: (n, 2)}}`` (``demucs-onnx``)
     extras: dict = dataclasses.field(default_factory=dict)
+    #: the reference torch module itself, where the family has one (the RoFormers:
+    #: ``benchmarks/roformer_flops.py`` runs and counts it on one chunk)
+    reference_module: object = None
 
 
 # --- unet: Deezer's 2-stems weights in both engines ------------------------------------------------
@@ -319,7 +322,7 @@ def _roformer(mel, size):
     note = (f"random weights (seeded; checkpoint hashes pending, no zoo entry), {type(ours).__name__} {kw}, "
             f"chunk_size {chunk_size}, num_overlap {num_overlap}, converted by kerasep.zoo.converters.roformer; "
             "reference: BS-RoFormer 0.3.10 under MSST's demix (tests/reference/msst_demix.py)")
-    return Family(name, ours, reference, note)
+    return Family(name, ours, reference, note, reference_module=ref)
 
 
 FAMILIES = {"unet": _unet, "openunmix": _openunmix, "demucs": _demucs, "htdemucs": _htdemucs,
