@@ -33,8 +33,14 @@ def _versions():
 #: Revisions of the exported ONNX graph per model family, in that family's cache records only
 #: (the other families' keys, and so their cached files, stay as they are): raised when the
 #: graph an export writes changes, so that a file an older exporter wrote is exported again.
-#: htdemucs 2: the fused norms, GELU and attention scales (kerasep.export.onnx.fusions).
-GRAPH_REVISIONS = {"htdemucs": 2}
+#: htdemucs 2: the fused norms, GELU and attention scales (kerasep.export.onnx.fusions);
+#: bs_roformer/mel_band_roformer 2: attention as com.microsoft.MultiHeadAttention
+#: (kerasep.export.onnx.attention).
+GRAPH_REVISIONS = {"htdemucs": 2, "bs_roformer": 2, "mel_band_roformer": 2}
+#: The families a model file keyed by its bytes may hold: a demucs ``.th`` is HT-Demucs or Demucs v2
+#: (so a Demucs v2 file is exported again once per HT-Demucs revision). ``.ckpt`` files are keyed
+#: once loaded (:func:`model_record`, by their class's family).
+FILE_FAMILIES = {".th": ["htdemucs"]}
 
 
 def _with_revision(record, families):
@@ -58,7 +64,7 @@ def onnx_cache_record(name):
     entry = registry.MODELS[name]
     source = entry.get("weights")
     weights = dict(registry.weight_source(source)["files"]) if source else {}
-    families = [entry.get("family")] + [m.get("family") for m in entry.get("members", [])]
+    families = [entry.get("family")] + [m.get("family") for m in entry.get("config", {}).get("members", [])]
     return _keyed(_with_revision({"model": name, "entry": entry, "versions": _versions(), "weights_sha256": weights},
                                  families))
 
@@ -70,8 +76,7 @@ def file_cache_record(path):
 
     path = Path(path)
     record = {"model": path.name, "versions": _versions(), "weights_sha256": {path.name: sha256sum(path)}}
-    # a demucs .th file may hold an HT-Demucs: its revision applies (a Demucs v2 file is exported again once)
-    return _keyed(_with_revision(record, ["htdemucs"] if path.suffix == ".th" else []))
+    return _keyed(_with_revision(record, FILE_FAMILIES.get(path.suffix.lower(), [])))
 
 
 def cache_path(record):
