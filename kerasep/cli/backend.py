@@ -2,7 +2,8 @@
 
 ``auto`` (the default) takes the ONNX runner when onnxruntime (and, for a first export, onnx
 and tf2onnx) can be imported and the model can be exported and run with its own chunking
-(:func:`kerasep.export.capability.onnx_problem`), else Keras. A model is exported once: the
+(:func:`kerasep.export.capability.onnx_problem`), else Keras; families whose Keras path measured
+faster (``Separator.auto_backend = "keras"``: the RoFormers) take Keras. A model is exported once: the
 file is checked against the Keras model on a short probe
 (:func:`kerasep.export.capability.verify_export`) before it is cached, and its sha256 before
 each use. ``--shifts`` and ``--trust`` are Keras-only, so ``auto`` takes Keras with them. Inputs

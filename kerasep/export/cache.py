@@ -187,11 +187,30 @@ def _record_for(model):
     return model_record(model)
 
 
+def _keras_preferred(model):
+    """Why ``backend="auto"`` takes Keras for ``model`` (a zoo name, or a loaded separator) by its
+    family's :attr:`~kerasep.models.Separator.auto_backend`; None otherwise and for model files,
+    which are asked once loaded."""
+    if isinstance(model, (str, Path)):
+        from kerasep.zoo import registry
+
+        entry = registry.MODELS.get(str(model))
+        if entry is None:
+            return None
+        cls = registry.family_class(entry["family"])
+    else:
+        cls = type(model)
+    if getattr(cls, "auto_backend", "onnx") == "keras":
+        return f"{cls.__name__} runs faster on Keras than in onnxruntime (--backend onnx to choose ONNX)"
+    return None
+
+
 def onnx_engine(model, weights=None, backend="auto", shifts=0, load=None):
     """The engine :func:`kerasep.separate` runs: ``(session, keras_model, reason)``.
 
     ``session`` is a :class:`kerasep.export.runner.OnnxSeparator` of a verified cached export
-    (``backend="onnx"``, or ``"auto"`` when onnxruntime, onnx and tf2onnx import and
+    (``backend="onnx"``, or ``"auto"`` when the model's family prefers ONNX
+    (:attr:`~kerasep.models.Separator.auto_backend`), onnxruntime, onnx and tf2onnx import and
     :func:`kerasep.export.capability.onnx_problem` finds nothing), ``keras_model`` None unless it
     had to be loaded; or ``session`` is None, ``keras_model`` the separator (loaded with
     ``load(model)`` when ``model`` is a name or file, once) and ``reason`` why ONNX was not
@@ -220,6 +239,10 @@ def onnx_engine(model, weights=None, backend="auto", shifts=0, load=None):
         if backend == "onnx":
             raise ValueError("shifts are not available with backend='onnx' (use backend='keras' or 'auto')")
         return None, keras_model or load(model), "shifts run on the Keras backend only"
+    if backend == "auto":
+        prefers = _keras_preferred(model)
+        if prefers:
+            return None, keras_model or load(model), prefers
     problem = onnx_runtime_problem(export=False)
     if problem is None:
         record = _record_for(model)
@@ -227,6 +250,9 @@ def onnx_engine(model, weights=None, backend="auto", shifts=0, load=None):
         if path is not None and cache_problem(path, record) is None:
             return OnnxSeparator(path), keras_model, None
         keras_model = keras_model or load(model)
+        problem = _keras_preferred(keras_model) if backend == "auto" else None
+        if problem:
+            return None, keras_model, problem
         problem = onnx_problem(keras_model)
         if problem is None:
             record = record or model_record(keras_model)

@@ -54,6 +54,10 @@ class _BandRoformer(Separator):
     """Shared body of :class:`BSRoformer` and :class:`MelBandRoformer` (see the module doc)."""
 
     family_name = None
+    # TF ran one released BS-RoFormer chunk 1.34x faster than our ONNX export in onnxruntime
+    # (benchmarks/results/2026-12-01/bs_roformer*.txt: 10 s sweep 187.5 s vs 242.5 s; one chunk
+    # 190.7 s vs 328.6 s, fused attention 349.7 s): softmax, norms and GELU outside the GEMMs.
+    auto_backend = "keras"
     norm_output = False  # RMSNorm at the end of each transformer (Mel-Band) or a final_norm (BS)
 
     def __init__(self, targets=("vocals",), nb_channels=2, sample_rate=44100, dim=512, depth=12,

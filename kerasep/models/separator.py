@@ -160,9 +160,14 @@ class Separator(keras.Model):
     Attributes:
         zoo_name: the zoo name the model was loaded under (set by :func:`kerasep.zoo.load`),
             else None.
+        auto_backend: the engine ``backend="auto"`` (``kerasep separate``'s default) takes for
+            this family: ``"onnx"`` (a verified cached export in onnxruntime, when installed) or
+            ``"keras"`` for families whose Keras path measured faster side by side
+            (``benchmarks/sweep.py``).
     """
 
     zoo_name = None
+    auto_backend = "onnx"
 
     @property
     def stems(self):

@@ -196,3 +196,27 @@ def test_auto_runs_onnx_on_inputs_only_ffmpeg_decodes_and_on_downmix(home, tiny_
     auto, keras = _stems(tmp_path / "dm_auto" / "six"), _stems(tmp_path / "dm_keras" / "six")
     assert sorted(auto) == ["drums", "rest", "vocals"]
     assert min(_sdr(auto[t], keras[t]) for t in auto) >= 60
+
+
+def test_auto_takes_keras_for_families_faster_on_keras(home, tmp_path):
+    """The RoFormers' ``auto_backend`` is "keras" (their TF path measured faster than onnxruntime):
+    ``auto`` takes Keras for a zoo name (decided from the registry, before anything loads) and
+    for a model file once loaded, saying why; ``backend="onnx"`` still exports."""
+    from kerasep.export.cache import onnx_engine
+    from kerasep.models.roformer import BSRoformer
+
+    model = BSRoformer(targets=["vocals"], dim=8, depth=1, dim_head=4, heads=2, stft_n_fft=256, stft_hop_length=64,
+                       stft_win_length=256, dim_freqs_in=129, freqs_per_bands=(64, 65), chunk_size=22050)
+    model.build((None, 2, None))
+    loads = []
+    session, keras_model, reason = onnx_engine("bs-roformer-viperx-1297", backend="auto",
+                                               load=lambda name: loads.append(name) or model)
+    assert session is None and keras_model is model and loads == ["bs-roformer-viperx-1297"]
+    assert reason == "BSRoformer runs faster on Keras than in onnxruntime (--backend onnx to choose ONNX)"
+    path = tmp_path / "roformer.keras"
+    model.save(path)
+    session, keras_model, reason = onnx_engine(str(path), backend="auto", load=lambda p: model)
+    assert session is None and "runs faster on Keras" in reason
+    assert not (home / "onnx").exists() or not list((home / "onnx").glob("*.onnx"))
+    session, _, _ = onnx_engine(str(path), backend="onnx", load=lambda p: model)
+    assert session is not None and session.targets == ["vocals"]
