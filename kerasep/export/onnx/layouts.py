@@ -192,7 +192,6 @@ def _patch_stream_graph(spec, core_proto, core_in, core_outs):
 
     # --- Scan body: one segment (b, c, (T - 1) * hop + n_fft) → {target: windowed OLA} ---
     b = _Graph(prefix="body")
-    seg_len = (t - 1) * hop + n_fft
     need = full if ext == "average" else nb_bins  # bins formed by the forward FFT
     split = _fft_split(n_fft, hop, need)
     if split is None:  # no usable factorisation: the DFT-operator path
