@@ -33,10 +33,11 @@ def _versions():
 #: Revisions of the exported ONNX graph per model family, in that family's cache records only
 #: (the other families' keys, and so their cached files, stay as they are): raised when the
 #: graph an export writes changes, so that a file an older exporter wrote is exported again.
-#: htdemucs 2: the fused norms, GELU and attention scales (kerasep.export.onnx.fusions);
+#: htdemucs 2: the fused norms, GELU and attention scales (kerasep.export.onnx.fusions); 3: and
+#: the Conv1D biases and 1x1 convolutions;
 #: bs_roformer/mel_band_roformer 2: attention as com.microsoft.MultiHeadAttention
 #: (kerasep.export.onnx.attention).
-GRAPH_REVISIONS = {"htdemucs": 2, "bs_roformer": 2, "mel_band_roformer": 2}
+GRAPH_REVISIONS = {"htdemucs": 3, "bs_roformer": 2, "mel_band_roformer": 2}
 #: The families a model file keyed by its bytes may hold: a demucs ``.th`` is HT-Demucs or Demucs v2
 #: (so a Demucs v2 file is exported again once per HT-Demucs revision). ``.ckpt`` files are keyed
 #: once loaded (:func:`model_record`, by their class's family).
