@@ -201,7 +201,7 @@ def _keras_preferred(model):
         cls = registry.family_class(entry["family"])
     else:
         cls = type(model)
-    if getattr(cls, "auto_backend", "onnx") == "keras":
+    if cls.auto_backend == "keras":  # every family is a Separator, which defines it
         return f"{cls.__name__} runs faster on Keras than in onnxruntime (--backend onnx to choose ONNX)"
     return None
 
